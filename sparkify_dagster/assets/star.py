@@ -1,0 +1,59 @@
+"""The star schema: songplays (fact) and users, songs, artists, time (dimensions)."""
+
+
+import dagster as dg
+
+from sparkify_dagster.assets.metadata import markdown_table, table_metadata
+from sparkify_dagster.assets.staging import WAREHOUSE_POOL
+from sparkify_dagster.catalog import ARTISTS, SONGPLAYS, SONGS, TIME, USERS, Table
+from sparkify_dagster.transforms import transform_sql
+from sparkify_dagster.warehouse.base import Warehouse, quote_ident
+
+STAR_GROUP = "star"
+
+# Each star table and what it is built from. songplays also waits for the dimensions it
+# references, so its foreign-key checks see them in their new state.
+STAR_DEPS: dict[str, list[str]] = {
+    USERS.name: ["staging_events"],
+    SONGS.name: ["staging_songs"],
+    ARTISTS.name: ["staging_songs"],
+    SONGPLAYS.name: ["staging_events", "staging_songs", USERS.name, SONGS.name, ARTISTS.name],
+    TIME.name: [SONGPLAYS.name],
+}
+
+PREVIEW_ROWS = 5
+
+
+def rebuild(context: dg.AssetExecutionContext, warehouse: Warehouse, table: Table) -> dg.MaterializeResult:
+    """Replace a star table by its transform, atomically, and describe the result."""
+    warehouse.ensure_tables()
+    rows = warehouse.replace_table(table, transform_sql(table.name, warehouse.dialect))
+    context.log.info(f"{table.name}: {rows:,} rows")
+    order = ", ".join(quote_ident(c) for c in table.primary_key)
+    preview = warehouse.query(f"SELECT * FROM {quote_ident(table.name)} ORDER BY {order} LIMIT {PREVIEW_ROWS}")
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(table, warehouse, row_count=rows),
+            "preview": dg.MetadataValue.md(markdown_table([dict(zip(table.column_names, r)) for r in preview])),
+        }
+    )
+
+
+def _star_asset(table: Table, engine_kind: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=table.name,
+        deps=STAR_DEPS[table.name],
+        group_name=STAR_GROUP,
+        kinds={engine_kind},
+        pool=WAREHOUSE_POOL,
+        description=table.description,
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        return rebuild(context, warehouse, table)
+
+    return _asset
+
+
+def build_star_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
+    """songplays, users, songs, artists and time, each rebuilt by its sql/<table>.sql."""
+    return [_star_asset(t, engine_kind) for t in (USERS, SONGS, ARTISTS, SONGPLAYS, TIME)]

@@ -1,0 +1,181 @@
+"""Asset checks on every warehouse table, and the checks-only job that verifies a warehouse as it is.
+
+Checks that guard correctness are blocking: when one fails, the assets downstream of the checked
+table are not materialized, so a bad staging load does not flow into the star schema.
+"""
+
+
+from collections.abc import Callable
+
+import dagster as dg
+
+from sparkify_dagster.assets.metadata import markdown_table
+from sparkify_dagster.assets.staging import WAREHOUSE_POOL
+from sparkify_dagster.catalog import (
+    LOAD_ERRORS,
+    LOADED_FILES,
+    SONGPLAYS,
+    STAGING_TABLES,
+    STAR_TABLES,
+    TABLES,
+    TIME,
+    USERS,
+    Table,
+)
+from sparkify_dagster.warehouse.base import Warehouse, quote_ident, quote_literal
+
+CHECKS_JOB_NAME = "data_quality_checks"
+SAMPLE_ROWS = 5
+
+
+def _violations(warehouse: Warehouse, count_sql: str, sample_sql: str, columns: list[str],
+                description: str) -> dg.AssetCheckResult:
+    """Pass when count_sql returns 0; otherwise show how many rows violate and a few of them."""
+    warehouse.ensure_tables()
+    bad = warehouse.query(count_sql)[0][0]
+    metadata: dict = {"violations": bad}
+    if bad:
+        sample = warehouse.query(f"{sample_sql} LIMIT {SAMPLE_ROWS}")
+        metadata["sample"] = dg.MetadataValue.md(markdown_table([dict(zip(columns, r)) for r in sample]))
+    return dg.AssetCheckResult(passed=bad == 0, metadata=metadata, description=f"{bad} violation(s): {description}")
+
+
+def _check(table: str, name: str, description: str, body: Callable[[Warehouse], dg.AssetCheckResult],
+           blocking: bool = True, additional_deps: list[str] | None = None) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=table,
+        name=name,
+        description=description,
+        blocking=blocking,
+        pool=WAREHOUSE_POOL,
+        additional_deps=additional_deps,
+    )
+    def _run(warehouse: Warehouse) -> dg.AssetCheckResult:
+        return body(warehouse)
+
+    return _run
+
+
+def primary_key_checks(table: Table) -> list[dg.AssetChecksDefinition]:
+    name, keys = quote_ident(table.name), [quote_ident(k) for k in table.primary_key]
+    key_list = ", ".join(keys)
+    required = [c.name for c in table.columns if c.not_null or c.name in table.primary_key]
+    any_null = " OR ".join(f"{quote_ident(c)} IS NULL" for c in required)
+    dup_sql = f"SELECT {key_list}, COUNT(*) AS n FROM {name} GROUP BY {key_list} HAVING COUNT(*) > 1"
+    return [
+        _check(
+            table.name, "primary_key_unique", f"{', '.join(table.primary_key)} identifies one row.",
+            lambda w: _violations(
+                w, f"SELECT COUNT(*) FROM ({dup_sql}) AS d", dup_sql, [*table.primary_key, "rows"],
+                "Duplicate primary keys.",
+            ),
+        ),
+        _check(
+            table.name, "required_columns_not_null", f"{', '.join(required)} never null.",
+            lambda w: _violations(
+                w, f"SELECT COUNT(*) FROM {name} WHERE {any_null}", f"SELECT * FROM {name} WHERE {any_null}",
+                table.column_names, "Rows with a null in a required column.",
+            ),
+        ),
+    ]
+
+
+def foreign_key_check(table: Table, column: str, target: Table, on: str | None = None) -> dg.AssetChecksDefinition:
+    """Every non-null table.column exists in target's primary key. The check lives on ``on``."""
+    src, dst = quote_ident(table.name), quote_ident(target.name)
+    col, key = quote_ident(column), quote_ident(target.primary_key[0])
+    orphans = (
+        f"SELECT DISTINCT s.{col} FROM {src} AS s LEFT JOIN {dst} AS t ON t.{key} = s.{col} "
+        f"WHERE s.{col} IS NOT NULL AND t.{key} IS NULL"
+    )
+    owner = on or table.name
+    other = target.name if owner == table.name else table.name
+    return _check(
+        owner, f"{table.name}_{column}_in_{target.name}",
+        f"Every non-null {table.name}.{column} has a row in {target.name}.",
+        lambda w: _violations(w, f"SELECT COUNT(*) FROM ({orphans}) AS o", orphans, [column],
+                              f"{table.name}.{column} values missing from {target.name}."),
+        additional_deps=[other],
+    )
+
+
+def level_check(table: Table) -> dg.AssetChecksDefinition:
+    name = quote_ident(table.name)
+    bad = f"level IS NULL OR level NOT IN ('free', 'paid')"
+    return _check(
+        table.name, "level_is_free_or_paid", "level is 'free' or 'paid'.",
+        lambda w: _violations(
+            w, f"SELECT COUNT(*) FROM {name} WHERE {bad}",
+            f"SELECT level, COUNT(*) FROM {name} WHERE {bad} GROUP BY level", ["level", "rows"],
+            "Rows with a level other than free/paid.",
+        ),
+    )
+
+
+def staging_count_check(table: Table) -> dg.AssetChecksDefinition:
+    """Per file: rows in the staging table = records staged, and read = staged + rejected."""
+    files = quote_ident(LOADED_FILES.name)
+    lit = quote_literal(table.name)
+    mismatches = (
+        f"SELECT f.source_file, f.records_read, f.records_staged, f.records_rejected, "
+        f"COALESCE(s.n, 0) AS rows_in_table, COALESCE(e.n, 0) AS rows_in_load_errors "
+        f"FROM {files} AS f "
+        f"LEFT JOIN (SELECT source_file, COUNT(*) AS n FROM {quote_ident(table.name)} GROUP BY source_file) AS s "
+        f"  ON s.source_file = f.source_file "
+        f"LEFT JOIN (SELECT source_file, COUNT(*) AS n FROM {quote_ident(LOAD_ERRORS.name)} "
+        f"  WHERE table_name = {lit} GROUP BY source_file) AS e ON e.source_file = f.source_file "
+        f"WHERE f.table_name = {lit} AND (f.records_read <> f.records_staged + f.records_rejected "
+        f"  OR COALESCE(s.n, 0) <> f.records_staged OR COALESCE(e.n, 0) < f.records_rejected)"
+    )
+    strays = (
+        f"SELECT s.source_file FROM {quote_ident(table.name)} AS s LEFT JOIN {files} AS f "
+        f"ON f.table_name = {lit} AND f.source_file = s.source_file WHERE f.source_file IS NULL"
+    )
+
+    def body(w: Warehouse) -> dg.AssetCheckResult:
+        result = _violations(
+            w, f"SELECT (SELECT COUNT(*) FROM ({mismatches}) AS m) + (SELECT COUNT(*) FROM ({strays}) AS x)",
+            mismatches,
+            ["source_file", "records_read", "records_staged", "records_rejected", "rows_in_table",
+             "rows_in_load_errors"],
+            "Files whose staged rows differ from the records read.",
+        )
+        read, staged, rejected = w.query(
+            f"SELECT COALESCE(SUM(records_read), 0), COALESCE(SUM(records_staged), 0), "
+            f"COALESCE(SUM(records_rejected), 0) FROM {files} WHERE table_name = {lit}"
+        )[0]
+        rejects = w.query(
+            f"SELECT source_file, line_number, column_name, reason FROM {quote_ident(LOAD_ERRORS.name)} "
+            f"WHERE table_name = {lit} ORDER BY source_file, line_number LIMIT 20"
+        )
+        metadata = {
+            **result.metadata,
+            "records_read": read,
+            "records_staged": staged,
+            "records_rejected": rejected,
+            "rejects": dg.MetadataValue.md(
+                markdown_table([dict(zip(("source_file", "line", "column", "reason"), r)) for r in rejects])
+            ),
+        }
+        return dg.AssetCheckResult(passed=result.passed, metadata=metadata, description=result.description)
+
+    return _check(table.name, "records_read_equal_staged_plus_rejected",
+                  "Every record read is either a staging row or a load_errors row, file by file.", body)
+
+
+def build_checks() -> list[dg.AssetChecksDefinition]:
+    checks = [staging_count_check(t) for t in STAGING_TABLES]
+    for table in STAR_TABLES:
+        checks += primary_key_checks(table)
+    checks += [level_check(SONGPLAYS), level_check(USERS)]
+    for column, target in SONGPLAYS.foreign_keys.items():
+        # time is built after songplays, so the start_time check runs on time.
+        checks.append(foreign_key_check(SONGPLAYS, column, TABLES[target], on=TIME.name if target == TIME.name else None))
+    return checks
+
+
+data_quality_checks_job = dg.define_asset_job(
+    CHECKS_JOB_NAME,
+    selection=dg.AssetSelection.all_asset_checks(),
+    description="Run every asset check against the warehouse as it is now, without reloading anything.",
+)

@@ -1,0 +1,72 @@
+"""The Dagster definitions: one asset graph, bound to the warehouse engine named by SPARKIFY_TARGET.
+
+- ``duckdb`` (default): an embedded DuckDB file (SPARKIFY_DUCKDB_PATH, default data/sparkify.duckdb)
+  loaded from a local folder laid out like the S3 bucket (SPARKIFY_DATA_URI, default: the bundled
+  sample). Runs execute in process: DuckDB admits one writing process.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
+from sparkify_dagster.assets.staging import build_staging_assets
+from sparkify_dagster.assets.star import build_star_assets
+from sparkify_dagster.checks import build_checks, data_quality_checks_job
+from sparkify_dagster.source import LocalFolderSource, default_data_uri
+from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+
+DEFAULT_DUCKDB_PATH = "data/sparkify.duckdb"
+TARGETS = ("duckdb",)
+
+
+class ConfigurationError(Exception):
+    """The environment names a target or setting this project does not know."""
+
+
+def _max_errors() -> int:
+    raw = os.environ.get("SPARKIFY_MAX_ERRORS", "10")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"SPARKIFY_MAX_ERRORS must be a whole number, not {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"SPARKIFY_MAX_ERRORS must be 0 or more, not {value}")
+    return value
+
+
+def build_resources(target: str) -> dict:
+    """The resources of a deployment target, chosen once here."""
+    if target == "duckdb":
+        data_uri = default_data_uri()
+        if data_uri.startswith("s3://"):
+            raise ConfigurationError(
+                "SPARKIFY_DATA_URI=s3://… is not supported by the embedded engine yet: point it at a local "
+                "folder laid out like the bucket (song_data/, log_data/)."
+            )
+        return {
+            "warehouse": DuckDBWarehouse(
+                path=os.environ.get("SPARKIFY_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH, max_errors=_max_errors()
+            ),
+            "raw_data": LocalFolderSource(root=data_uri),
+        }
+    raise ConfigurationError(f"SPARKIFY_TARGET={target!r} is not one of: {', '.join(TARGETS)}")
+
+
+def build_defs(target: str | None = None) -> dg.Definitions:
+    target = (target or os.environ.get("SPARKIFY_TARGET") or "duckdb").lower()
+    resources = build_resources(target)
+    engine_kind = resources["warehouse"].kind
+    return dg.Definitions(
+        assets=[SONG_DATA, LOG_DATA, *build_staging_assets(engine_kind), *build_star_assets(engine_kind)],
+        asset_checks=build_checks(),
+        jobs=[data_quality_checks_job],
+        resources=resources,
+        # One process per run: the embedded DuckDB file admits a single writer.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs()

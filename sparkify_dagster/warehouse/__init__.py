@@ -1,0 +1,1 @@
+"""Warehouse engines behind one seam (base.py): DuckDB embedded, Redshift in production."""

@@ -1,0 +1,160 @@
+"""The seam between the asset graph and a warehouse engine.
+
+Everything engine-specific is here or in a subclass: how a logical type is spelled, the DDL options
+(DISTSTYLE/DISTKEY/SORTKEY/PRIMARY KEY exist only on Redshift), a few dialect expressions used by the
+SQL templates, and how raw JSON gets into a staging table (``Warehouse.load_staging``). The
+transformations themselves (``sparkify_dagster/sql/*.sql``) are written once against this seam.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import dagster as dg
+
+from sparkify_dagster.catalog import ALL_TABLES, Table
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def quote_ident(name: str) -> str:
+    """Double-quote a catalog identifier; refuse anything that is not a plain lowercase name."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a valid identifier: {name!r}")
+    return f'"{name}"'
+
+
+def quote_literal(value: str) -> str:
+    """A SQL string literal (standard quoting: ' doubled). Used for values we cannot bind."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class Dialect:
+    """Spelling of types, DDL and the few expressions that differ between engines."""
+
+    name = "ansi"
+    types: dict[str, str] = {}
+
+    def column_type(self, logical: str) -> str:
+        if logical.startswith("varchar("):
+            return self.varchar(logical)
+        return self.types[logical]
+
+    def varchar(self, logical: str) -> str:
+        return logical.upper()
+
+    def table_options(self, table: Table) -> str:
+        return ""
+
+    def constraints(self, table: Table) -> list[str]:
+        return []
+
+    def create_table(self, table: Table) -> str:
+        cols = [
+            f"    {quote_ident(c.name)} {self.column_type(c.type)}{' NOT NULL' if c.not_null else ''}"
+            for c in table.columns
+        ]
+        body = ",\n".join(cols + [f"    {c}" for c in self.constraints(table)])
+        return f"CREATE TABLE IF NOT EXISTS {quote_ident(table.name)} (\n{body}\n){self.table_options(table)}"
+
+    def epoch_ms_to_timestamp(self, expr: str) -> str:
+        raise NotImplementedError
+
+
+class Session(Protocol):
+    """What the shared code needs of an open connection."""
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]: ...
+
+
+@dataclass
+class LoadReport:
+    """What a staging load did, file by file; becomes run-log lines and asset metadata."""
+
+    table: str
+    files: int = 0
+    records_read: int = 0
+    records_staged: int = 0
+    records_rejected: int = 0
+    seconds: float = 0.0
+    first_errors: list[dict] = field(default_factory=list)
+
+    def add(self, read: int, staged: int, rejected: int) -> None:
+        self.files += 1
+        self.records_read += read
+        self.records_staged += staged
+        self.records_rejected += rejected
+
+
+class TooManyLoadErrors(Exception):
+    """A load rejected more records than the configured limit; nothing was committed."""
+
+
+class Warehouse(dg.ConfigurableResource):
+    """A warehouse engine the assets write to. Subclasses: DuckDBWarehouse, (production) Redshift."""
+
+    max_errors: int = 10
+
+    @property
+    @abstractmethod
+    def dialect(self) -> Dialect: ...
+
+    @property
+    @abstractmethod
+    def kind(self) -> str:
+        """The Dagster kind tag of this engine (duckdb, redshift)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the warehouse is, for logs and metadata (never a secret)."""
+
+    @abstractmethod
+    def qualified_name(self, table: Table) -> str:
+        """database.schema.table, for dagster/table_name."""
+
+    @contextmanager
+    @abstractmethod
+    def session(self) -> Iterator[Session]:
+        """An open connection, closed on exit. Nothing is committed unless inside ``transaction``."""
+
+    @abstractmethod
+    def load_staging(self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any) -> LoadReport:
+        """Replace ``table`` with the records of ``files`` atomically; reject bad records into load_errors."""
+
+    # --- shared behaviour, written once -------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.session() as s:
+            s.execute("BEGIN")
+            try:
+                yield s
+            except BaseException:
+                s.execute("ROLLBACK")
+                raise
+            s.execute("COMMIT")
+
+    def ensure_tables(self, tables: Sequence[Table] = ALL_TABLES) -> None:
+        with self.session() as s:
+            for table in tables:
+                s.execute(self.dialect.create_table(table))
+
+    def replace_table(self, table: Table, select_sql: str) -> int:
+        """Atomically replace a table's rows by a SELECT (DELETE+INSERT in one transaction)."""
+        cols = ", ".join(quote_ident(c) for c in table.column_names)
+        with self.transaction() as s:
+            s.execute(f"DELETE FROM {quote_ident(table.name)}")
+            s.execute(f"INSERT INTO {quote_ident(table.name)} ({cols})\n{select_sql}")
+            return s.execute(f"SELECT COUNT(*) FROM {quote_ident(table.name)}")[0][0]
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        with self.session() as s:
+            return s.execute(sql, params)
+
+    def row_count(self, table: Table) -> int:
+        return self.query(f"SELECT COUNT(*) FROM {quote_ident(table.name)}")[0][0]
