@@ -18,7 +18,7 @@ def _load(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: Loc
     warehouse.ensure_tables()
     files = raw_data.list_files(prefix)
     context.log.info(f"{table.name}: loading {len(files):,} files from {raw_data.describe()}/{prefix}")
-    report = warehouse.load_staging(table, raw_data, files, context.run_id, context.log, jsonpaths=jsonpaths)
+    report = warehouse.load_staging(table, raw_data, files, context.run.run_id, context.log, jsonpaths=jsonpaths)
     _log_report(context, report)
     return dg.MaterializeResult(metadata={**table_metadata(table, warehouse), **_report_metadata(report)})
 
