@@ -15,7 +15,9 @@ from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
 from sparkify_dagster.assets.staging import build_staging_assets
 from sparkify_dagster.assets.star import build_star_assets
 from sparkify_dagster.checks import build_checks, data_quality_checks_job
-from sparkify_dagster.source import LocalFolderSource, default_data_uri
+from dagster_aws.s3 import S3Resource
+
+from sparkify_dagster.source import LocalFolderSource, RawDataSource, S3Source, default_data_uri
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 
 DEFAULT_DUCKDB_PATH = "data/sparkify.duckdb"
@@ -37,20 +39,25 @@ def _max_errors() -> int:
     return value
 
 
+def aws_region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def build_source(data_uri: str) -> RawDataSource:
+    """A local folder, or an S3 prefix read through dagster-aws's S3Resource (honours AWS_ENDPOINT_URL)."""
+    if data_uri.startswith("s3://"):
+        return S3Source(uri=data_uri, s3=S3Resource(region_name=aws_region()))
+    return LocalFolderSource(root=data_uri)
+
+
 def build_resources(target: str) -> dict:
     """The resources of a deployment target, chosen once here."""
     if target == "duckdb":
-        data_uri = default_data_uri()
-        if data_uri.startswith("s3://"):
-            raise ConfigurationError(
-                "SPARKIFY_DATA_URI=s3://… is not supported by the embedded engine yet: point it at a local "
-                "folder laid out like the bucket (song_data/, log_data/)."
-            )
         return {
             "warehouse": DuckDBWarehouse(
                 path=os.environ.get("SPARKIFY_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH, max_errors=_max_errors()
             ),
-            "raw_data": LocalFolderSource(root=data_uri),
+            "raw_data": build_source(default_data_uri()),
         }
     raise ConfigurationError(f"SPARKIFY_TARGET={target!r} is not one of: {', '.join(TARGETS)}")
 

@@ -1,4 +1,4 @@
-"""Where the raw data lives: a local folder laid out like the Sparkify S3 bucket.
+"""Where the raw data lives: a local folder or an S3 prefix laid out like the Sparkify bucket.
 
 Layout: ``song_data/**/*.json`` (one song object per file), ``log_data/YYYY/MM/YYYY-MM-DD-events.json``
 (JSON lines, one file per day) and an optional ``log_json_path.json`` (the COPY JSONPaths file).
@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 SAMPLE_DATA_DIR = Path(__file__).parent / "sample_data"
 SONG_PREFIX = "song_data/"
@@ -42,7 +46,26 @@ class RawFile:
     version: str  # mtime_ns locally; the ETag on S3
 
 
-class LocalFolderSource(dg.ConfigurableResource):
+class RawDataSource(dg.ConfigurableResource):
+    """Where raw objects are listed and read; keys are relative to the data root (e.g. log_data/…)."""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def list_files(self, prefix: str) -> list[RawFile]:
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def read_many(self, keys: Sequence[str]) -> list[bytes]:
+        raise NotImplementedError
+
+    def event_jsonpaths(self) -> list[str]:
+        raise NotImplementedError
+
+
+class LocalFolderSource(RawDataSource):
     """Raw JSON in a local folder laid out like the S3 bucket (default: the bundled sample)."""
 
     root: str = str(SAMPLE_DATA_DIR)
@@ -81,21 +104,101 @@ class LocalFolderSource(dg.ConfigurableResource):
         except OSError as exc:
             raise SourceError(f"cannot read raw file {key!r} under {self.describe()}: {exc.strerror}") from exc
 
+    def read_many(self, keys: Sequence[str]) -> list[bytes]:
+        return [self.read_bytes(k) for k in keys]
+
     def event_jsonpaths(self) -> list[str]:
         """The JSONPaths that map an event record onto staging_events columns, by position."""
         path = self.root_path / JSONPATHS_KEY
-        if not path.exists():
-            return list(DEFAULT_EVENT_JSONPATHS)
+        return parse_jsonpaths(path.read_bytes()) if path.exists() else list(DEFAULT_EVENT_JSONPATHS)
+
+
+def parse_jsonpaths(data: bytes) -> list[str]:
+    """Validate a JSONPaths file: {"jsonpaths": [one path per staging_events column]}."""
+    try:
+        paths = json.loads(data.decode("utf-8-sig"))["jsonpaths"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SourceError(f"{JSONPATHS_KEY} is not a JSONPaths file ({{\"jsonpaths\": [...]}}): {exc}") from exc
+    if not isinstance(paths, list) or len(paths) != len(DEFAULT_EVENT_JSONPATHS) or not all(
+        isinstance(p, str) for p in paths
+    ):
+        count = len(paths) if isinstance(paths, list) else "no list of"
+        raise SourceError(
+            f"{JSONPATHS_KEY} has {count} paths; staging_events needs {len(DEFAULT_EVENT_JSONPATHS)} "
+            f"(one per column, in column order)."
+        )
+    return paths
+
+
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """s3://bucket/some/prefix → ("bucket", "some/prefix/") (prefix empty or ending with '/')."""
+    m = _S3_URI.match(uri)
+    if not m:
+        raise SourceError(f"not an s3://bucket/prefix URI: {uri!r}")
+    prefix = (m.group("prefix") or "").strip("/")
+    return m.group("bucket"), f"{prefix}/" if prefix else ""
+
+
+class S3Source(RawDataSource):
+    """Raw JSON under an S3 prefix laid out like the Sparkify bucket, read with dagster-aws's S3Resource."""
+
+    uri: str
+    s3: S3Resource
+    max_concurrency: int = 16
+
+    @property
+    def bucket_and_prefix(self) -> tuple[str, str]:
+        return split_s3_uri(self.uri)
+
+    def describe(self) -> str:
+        return self.uri.rstrip("/")
+
+    def s3_uri(self, key: str) -> str:
+        bucket, prefix = self.bucket_and_prefix
+        return f"s3://{bucket}/{prefix}{key}"
+
+    def list_files(self, prefix: str) -> list[RawFile]:
+        """Every *.json object under a prefix ending with '/' (so log_data/ never matches log_data_old/)."""
+        bucket, root = self.bucket_and_prefix
+        paginator = self.s3.get_client().get_paginator("list_objects_v2")
+        found = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=root + prefix):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith(".json"):
+                    found.append(RawFile(obj["Key"][len(root):], obj["Size"], obj["ETag"].strip('"')))
+        return sorted(found, key=lambda f: f.key)
+
+    def read_bytes(self, key: str) -> bytes:
+        bucket, root = self.bucket_and_prefix
         try:
-            paths = json.loads(path.read_text(encoding="utf-8-sig"))["jsonpaths"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SourceError(f"{JSONPATHS_KEY} is not a JSONPaths file ({{\"jsonpaths\": [...]}}): {exc}") from exc
-        if len(paths) != len(DEFAULT_EVENT_JSONPATHS) or not all(isinstance(p, str) for p in paths):
-            raise SourceError(
-                f"{JSONPATHS_KEY} has {len(paths)} paths; staging_events needs {len(DEFAULT_EVENT_JSONPATHS)} "
-                f"(one per column, in column order)."
-            )
-        return paths
+            return self.s3.get_client().get_object(Bucket=bucket, Key=root + key)["Body"].read()
+        except Exception as exc:  # botocore errors carry the S3 error code in their message
+            raise SourceError(f"cannot read s3://{bucket}/{root}{key}: {exc}") from exc
+
+    def read_many(self, keys: Sequence[str]) -> list[bytes]:
+        """Fetch many small objects concurrently (song_data has one object per song)."""
+        client = self.s3.get_client()
+        bucket, root = self.bucket_and_prefix
+
+        def fetch(key: str) -> bytes:
+            try:
+                return client.get_object(Bucket=bucket, Key=root + key)["Body"].read()
+            except Exception as exc:
+                raise SourceError(f"cannot read s3://{bucket}/{root}{key}: {exc}") from exc
+
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(fetch, keys))
+
+    def has(self, key: str) -> bool:
+        bucket, root = self.bucket_and_prefix
+        resp = self.s3.get_client().list_objects_v2(Bucket=bucket, Prefix=root + key, MaxKeys=1)
+        return any(o["Key"] == root + key for o in resp.get("Contents", []))
+
+    def event_jsonpaths(self) -> list[str]:
+        return parse_jsonpaths(self.read_bytes(JSONPATHS_KEY)) if self.has(JSONPATHS_KEY) else list(DEFAULT_EVENT_JSONPATHS)
 
 
 def default_data_uri() -> str:

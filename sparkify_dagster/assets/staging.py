@@ -6,14 +6,14 @@ import dagster as dg
 from sparkify_dagster.assets.metadata import markdown_table, table_metadata
 from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS, Table
-from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, LocalFolderSource
+from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource
 from sparkify_dagster.warehouse.base import LoadReport, Warehouse
 
 STAGING_GROUP = "staging"
 WAREHOUSE_POOL = "sparkify_warehouse"
 
 
-def _load(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: LocalFolderSource,
+def _load(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: RawDataSource,
           table: Table, prefix: str, jsonpaths: list[str] | None) -> dg.MaterializeResult:
     warehouse.ensure_tables()
     files = raw_data.list_files(prefix)
@@ -58,7 +58,7 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
         description=STAGING_EVENTS.description,
     )
     def staging_events(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: LocalFolderSource
+        context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: RawDataSource
     ) -> dg.MaterializeResult:
         """Every event record of log_data, typed per log_json_path.json; bad records to load_errors."""
         return _load(context, warehouse, raw_data, STAGING_EVENTS, LOG_PREFIX, raw_data.event_jsonpaths())
@@ -72,7 +72,7 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
         description=STAGING_SONGS.description,
     )
     def staging_songs(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: LocalFolderSource
+        context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: RawDataSource
     ) -> dg.MaterializeResult:
         """Every song record of song_data (keys match column names); bad records to load_errors."""
         return _load(context, warehouse, raw_data, STAGING_SONGS, SONG_PREFIX, None)

@@ -154,8 +154,8 @@ class DuckDBWarehouse(Warehouse):
         s.execute("DELETE FROM _files")
         framed: dict[int, list[tuple[int, str]]] = {}
         early_rejects: list[tuple] = []
-        for idx, f in enumerate(batch, start=offset):
-            lines, rejects = json_loader.frame_lines(source.read_bytes(f.key))
+        for idx, (f, data) in enumerate(zip(batch, source.read_many([f.key for f in batch])), start=offset):
+            lines, rejects = json_loader.frame_lines(data)
             framed[idx] = lines
             early_rejects += [(table.name, f.key, r.line_number, None, r.reason, r.raw_text, load_id) for r in rejects]
         s.execute(
