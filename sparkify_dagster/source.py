@@ -192,6 +192,12 @@ class S3Source(RawDataSource):
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             return list(pool.map(fetch, keys))
 
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Write an object under the data root (COPY manifests); returns its key."""
+        bucket, root = self.bucket_and_prefix
+        self.s3.get_client().put_object(Bucket=bucket, Key=root + key, Body=data)
+        return key
+
     def has(self, key: str) -> bool:
         bucket, root = self.bucket_and_prefix
         resp = self.s3.get_client().list_objects_v2(Bucket=bucket, Prefix=root + key, MaxKeys=1)

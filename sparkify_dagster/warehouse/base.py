@@ -34,6 +34,12 @@ def quote_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def replace_statements(table: Table, select_sql: str) -> list[str]:
+    """DELETE+INSERT (never TRUNCATE, which commits on Redshift), run inside one transaction."""
+    cols = ", ".join(quote_ident(c) for c in table.column_names)
+    return [f"DELETE FROM {quote_ident(table.name)}", f"INSERT INTO {quote_ident(table.name)} ({cols})\n{select_sql}"]
+
+
 class Dialect:
     """Spelling of types, DDL and the few expressions that differ between engines."""
 
@@ -146,10 +152,9 @@ class Warehouse(dg.ConfigurableResource):
 
     def replace_table(self, table: Table, select_sql: str) -> int:
         """Atomically replace a table's rows by a SELECT (DELETE+INSERT in one transaction)."""
-        cols = ", ".join(quote_ident(c) for c in table.column_names)
         with self.transaction() as s:
-            s.execute(f"DELETE FROM {quote_ident(table.name)}")
-            s.execute(f"INSERT INTO {quote_ident(table.name)} ({cols})\n{select_sql}")
+            for statement in replace_statements(table, select_sql):
+                s.execute(statement)
             return s.execute(f"SELECT COUNT(*) FROM {quote_ident(table.name)}")[0][0]
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:

@@ -1,0 +1,708 @@
+"""Create, inspect and tear down the Sparkify Redshift cluster (the seed projects' IaC notebooks, as a CLI).
+
+``sparkify-infra up --cidr CIDR`` does, idempotently (anything that already exists is reused):
+
+1. creates the IAM role that Redshift assumes (trust policy for ``redshift.amazonaws.com``) and puts
+   on it one inline, least-privilege, read-only S3 policy (``s3:GetObject`` and ``s3:ListBucket``,
+   scoped to ``--bucket`` when given, else ``*``);
+2. launches the cluster with that role attached (``--node-type``, ``--nodes``; one node means
+   ``ClusterType=single-node``), the master password taken from ``REDSHIFT_PASSWORD``, which this
+   tool never prints, logs or writes anywhere;
+3. polls ``describe_clusters`` until the cluster is available (fails on a failed state or after
+   ``--timeout`` seconds);
+4. opens the cluster's port (5439) in its VPC security group to ``--cidr`` only (there is no
+   0.0.0.0/0 default; an identical existing rule is fine). The rule's description marks it as ours,
+   so that ``down`` can revoke it: the group is often the VPC's default group, which outlives the
+   cluster;
+5. writes HOST, DB_NAME, DB_USER, DB_PORT (``[CLUSTER]``) and ARN (``[IAM_ROLE]``) into the
+   seeds-style ``dwh.cfg`` at ``$SPARKIFY_DWH_CFG`` (default ``./dwh.cfg``), keeping every other
+   section and key, DB_PASSWORD included (it is never written by this tool). The file is rewritten
+   by configparser, so its comments are not kept.
+
+``sparkify-infra status`` prints the cluster's state, endpoint and the role; ``sparkify-infra down``
+revokes our ingress rules, deletes the cluster (no final snapshot), waits until it is gone, then
+removes the role's policies and the role. Both are idempotent.
+
+The region is ``$AWS_REGION``, else ``$AWS_DEFAULT_REGION``, else us-west-2. No endpoint is set
+here, so boto3 honours ``$AWS_ENDPOINT_URL`` (e.g. a moto server in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import ipaddress
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+__all__ = [
+    "InfraError", "cluster_create_params", "cluster_security_group_ids", "delete_cluster",
+    "delete_role", "describe_cluster", "ensure_cluster", "ensure_role", "ensure_role_attached",
+    "main", "open_port", "read_password", "revoke_our_ingress", "s3_read_policy", "trust_policy",
+    "wait_until_available", "wait_until_gone", "write_dwh_cfg",
+]
+
+PROG = "sparkify-infra"
+DEFAULT_REGION = "us-west-2"
+DEFAULT_PORT = 5439
+POLICY_NAME = "sparkify-s3-read-only"
+PASSWORD_ENV = "REDSHIFT_PASSWORD"
+CFG_ENV = "SPARKIFY_DWH_CFG"
+READ_ONLY_ACTIONS = ("s3:GetObject", "s3:ListBucket")
+# Cluster states from which waiting cannot lead to "available".
+FAILED_STATES = frozenset({
+    "failed", "hardware-failure", "incompatible-hsm", "incompatible-network",
+    "incompatible-parameters", "incompatible-restore", "storage-full",
+    "deleting", "final-snapshot", "paused",
+})
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class InfraError(Exception):
+    """A failure with a message meant for the user (printed without a traceback)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ----------------------------------------------------------------------------- inputs
+def region() -> str:
+    """The AWS region: $AWS_REGION, else $AWS_DEFAULT_REGION, else us-west-2."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+
+
+def make_clients(region_name: str) -> tuple[Any, Any, Any]:
+    """The (iam, redshift, ec2) clients; endpoint_url is left to boto3 so $AWS_ENDPOINT_URL applies."""
+    session = boto3.session.Session(region_name=region_name)
+    return session.client("iam"), session.client("redshift"), session.client("ec2")
+
+
+def parse_cidr(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """Parse --cidr with ipaddress.ip_network (host bits are masked off; a bare address is a /32)."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"invalid CIDR {text!r} ({exc}); give a network such as 203.0.113.7/32") from exc
+
+
+def parse_bucket(text: str) -> str:
+    """Validate --bucket (an S3 bucket name; a leading s3:// and a trailing / are accepted)."""
+    name = text.strip()
+    name = name[5:] if name.startswith("s3://") else name
+    name = name.rstrip("/")
+    if not _BUCKET_RE.match(name) or ".." in name:
+        raise argparse.ArgumentTypeError(
+            f"invalid S3 bucket name {text!r} (a bucket name only, e.g. udacity-dend; no prefix)")
+    return name
+
+
+def read_password(environ: dict[str, str] | None = None) -> str:
+    """Return $REDSHIFT_PASSWORD after checking Redshift's rules; errors never include the value."""
+    env = os.environ if environ is None else environ
+    password = env.get(PASSWORD_ENV, "")
+    if not password:
+        raise InfraError(
+            f"{PASSWORD_ENV} is not set: export the cluster's master password in it "
+            "(it is read from the environment only, never from the command line or dwh.cfg)",
+            EXIT_USAGE)
+    problems = []
+    if not 8 <= len(password) <= 64:
+        problems.append("8 to 64 characters")
+    if not (re.search(r"[A-Z]", password) and re.search(r"[a-z]", password)
+            and re.search(r"[0-9]", password)):
+        problems.append("at least one upper-case letter, one lower-case letter and one digit")
+    if any(not 33 <= ord(ch) <= 126 or ch in "'\"\\/@" for ch in password):
+        problems.append("printable ASCII only, without spaces, ' \" \\ / or @")
+    if problems:
+        raise InfraError(f"{PASSWORD_ENV} does not meet Redshift's password rules: "
+                         + "; ".join(problems), EXIT_USAGE)
+    return password
+
+
+def cfg_path() -> Path:
+    """Where dwh.cfg lives: $SPARKIFY_DWH_CFG, else dwh.cfg in the working directory."""
+    return Path(os.environ.get(CFG_ENV) or "dwh.cfg")
+
+
+# ----------------------------------------------------------------------------- IAM
+def trust_policy() -> dict:
+    """The trust policy that lets Redshift assume the role."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "redshift.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }],
+    }
+
+
+def s3_read_policy(bucket: str | None) -> dict:
+    """The inline read-only S3 policy: ListBucket on the bucket, GetObject on its objects (or both on *)."""
+    if not bucket:
+        statements = [{"Sid": "SparkifyS3ReadOnly", "Effect": "Allow",
+                       "Action": list(READ_ONLY_ACTIONS), "Resource": "*"}]
+    else:
+        statements = [
+            {"Sid": "SparkifyListBucket", "Effect": "Allow", "Action": ["s3:ListBucket"],
+             "Resource": [f"arn:aws:s3:::{bucket}"]},
+            {"Sid": "SparkifyGetObject", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": [f"arn:aws:s3:::{bucket}/*"]},
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _trusts_redshift(document: Any) -> bool:
+    """Whether a trust policy document lets redshift.amazonaws.com assume the role."""
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    statements = document.get("Statement", [])
+    for st in statements if isinstance(statements, list) else [statements]:
+        principal = st.get("Principal")
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        services = [services] if isinstance(services, str) else services
+        if (st.get("Effect") == "Allow" and "sts:AssumeRole" in actions
+                and "redshift.amazonaws.com" in services):
+            return True
+    return False
+
+
+def ensure_role(iam, role_name: str, bucket: str | None) -> str:
+    """Create (or reuse) the role, put the read-only S3 inline policy on it, return its ARN."""
+    try:
+        role = iam.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(trust_policy()),
+            Description="Lets Redshift read the Sparkify raw data from S3 (created by sparkify-infra)",
+        )["Role"]
+        _say(f"created IAM role {role_name}")
+    except ClientError as exc:
+        if _code(exc) != "EntityAlreadyExists":
+            raise
+        role = iam.get_role(RoleName=role_name)["Role"]
+        _say(f"reusing IAM role {role_name}")
+        if not _trusts_redshift(role.get("AssumeRolePolicyDocument", {})):
+            _warn(f"role {role_name} exists but its trust policy does not let redshift.amazonaws.com "
+                  "assume it: COPY will fail until you fix it or pick another --role-name")
+    iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME,
+                        PolicyDocument=json.dumps(s3_read_policy(bucket)))
+    scope = f"bucket {bucket}" if bucket else "all buckets (*)"
+    _say(f"put inline policy {POLICY_NAME} (s3:GetObject, s3:ListBucket on {scope})")
+    return role["Arn"]
+
+
+def get_role_arn(iam, role_name: str) -> str | None:
+    """The role's ARN, or None if there is no such role."""
+    try:
+        return iam.get_role(RoleName=role_name)["Role"]["Arn"]
+    except ClientError as exc:
+        if _code(exc) == "NoSuchEntity":
+            return None
+        raise
+
+
+def delete_role(iam, role_name: str) -> bool:
+    """Delete the role's inline and attached policies, instance-profile links and the role; False if gone."""
+    try:
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
+            for name in page["PolicyNames"]:
+                iam.delete_role_policy(RoleName=role_name, PolicyName=name)
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
+            for policy in page["AttachedPolicies"]:
+                iam.detach_role_policy(RoleName=role_name, PolicyArn=policy["PolicyArn"])
+        for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=role_name):
+            for profile in page["InstanceProfiles"]:
+                iam.remove_role_from_instance_profile(
+                    RoleName=role_name, InstanceProfileName=profile["InstanceProfileName"])
+        iam.delete_role(RoleName=role_name)
+        return True
+    except ClientError as exc:
+        if _code(exc) == "NoSuchEntity":
+            return False
+        raise
+
+
+# ----------------------------------------------------------------------------- Redshift
+def describe_cluster(redshift, cluster_id: str) -> dict | None:
+    """The cluster's description from describe_clusters, or None if it does not exist."""
+    try:
+        return redshift.describe_clusters(ClusterIdentifier=cluster_id)["Clusters"][0]
+    except ClientError as exc:
+        if _code(exc) == "ClusterNotFound":
+            return None
+        raise
+
+
+def cluster_create_params(cluster_id: str, node_type: str, nodes: int, db: str, user: str,
+                          role_arn: str, public: bool = True) -> dict:
+    """create_cluster's parameters, without the password (single-node when nodes == 1)."""
+    params: dict[str, Any] = {
+        "ClusterIdentifier": cluster_id, "NodeType": node_type, "DBName": db,
+        "MasterUsername": user, "IamRoles": [role_arn], "Port": DEFAULT_PORT,
+        "PubliclyAccessible": public,
+    }
+    if nodes == 1:
+        params["ClusterType"] = "single-node"
+    else:
+        params.update(ClusterType="multi-node", NumberOfNodes=nodes)
+    return params
+
+
+def ensure_cluster(redshift, params: dict, password: str) -> dict:
+    """Create the cluster unless one with that identifier exists; return its description."""
+    cluster_id = params["ClusterIdentifier"]
+    existing = describe_cluster(redshift, cluster_id)
+    if existing is None:
+        try:
+            created = redshift.create_cluster(**params, MasterUserPassword=password)["Cluster"]
+            kind = "1 node" if params["ClusterType"] == "single-node" else f"{params['NumberOfNodes']} nodes"
+            _say(f"creating cluster {cluster_id} ({params['NodeType']}, {kind})")
+            return created
+        except ClientError as exc:
+            if _code(exc) != "ClusterAlreadyExists":
+                raise
+            existing = describe_cluster(redshift, cluster_id)
+            if existing is None:
+                raise
+    _say(f"reusing cluster {cluster_id} (state: {existing.get('ClusterStatus')})")
+    wanted_nodes = params.get("NumberOfNodes", 1)
+    if existing.get("NodeType") != params["NodeType"] or existing.get("NumberOfNodes") != wanted_nodes:
+        _warn(f"cluster {cluster_id} is {existing.get('NodeType')} x {existing.get('NumberOfNodes')}, "
+              f"not {params['NodeType']} x {wanted_nodes} as asked: it is reused as it is (not resized)")
+    return existing
+
+
+def ensure_role_attached(redshift, cluster: dict, role_arn: str) -> None:
+    """Attach the role to a (reused) cluster that does not have it yet."""
+    attached = {r.get("IamRoleArn") for r in cluster.get("IamRoles", [])}
+    if role_arn not in attached:
+        redshift.modify_cluster_iam_roles(
+            ClusterIdentifier=cluster["ClusterIdentifier"], AddIamRoles=[role_arn])
+        _say(f"attached role {role_arn} to cluster {cluster['ClusterIdentifier']}")
+
+
+def wait_until_available(redshift, cluster_id: str, timeout: float, interval: float) -> dict:
+    """Poll describe_clusters until the cluster is available; InfraError on a failed state or timeout."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last = None
+    while True:
+        cluster = describe_cluster(redshift, cluster_id)
+        if cluster is None:
+            raise InfraError(f"cluster {cluster_id} disappeared while waiting for it to become available")
+        status = cluster.get("ClusterStatus", "?")
+        if status == "available" and (cluster.get("Endpoint") or {}).get("Address"):
+            return cluster
+        if status in FAILED_STATES or cluster.get("ClusterAvailabilityStatus") == "Failed":
+            raise InfraError(
+                f"cluster {cluster_id} is in state '{status}' and will not become available; "
+                f"see the Redshift console, then run `{PROG} down` (and `{PROG} up` again)")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise InfraError(
+                f"cluster {cluster_id} did not become available within {timeout:g} s "
+                f"(last state: '{status}'); it may still come up: check `{PROG} status`, then rerun "
+                f"`{PROG} up` (it reuses what exists) or run `{PROG} down`")
+        if status != last:
+            _say(f"waiting for cluster {cluster_id}: {status} "
+                 f"({time.monotonic() - started:.0f} s elapsed, timeout {timeout:g} s)")
+            last = status
+        time.sleep(min(interval, remaining))
+
+
+def delete_cluster(redshift, cluster_id: str) -> bool:
+    """Delete the cluster without a final snapshot; False if it does not exist."""
+    cluster = describe_cluster(redshift, cluster_id)
+    if cluster is None:
+        return False
+    if cluster.get("ClusterStatus") == "deleting":
+        _say(f"cluster {cluster_id} is already being deleted")
+        return True
+    try:
+        redshift.delete_cluster(ClusterIdentifier=cluster_id, SkipFinalClusterSnapshot=True)
+    except ClientError as exc:
+        if _code(exc) == "ClusterNotFound":
+            return False
+        raise
+    _say(f"deleting cluster {cluster_id} (no final snapshot)")
+    return True
+
+
+def wait_until_gone(redshift, cluster_id: str, timeout: float, interval: float) -> None:
+    """Poll describe_clusters until the cluster no longer exists; InfraError after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cluster = describe_cluster(redshift, cluster_id)
+        if cluster is None:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise InfraError(
+                f"cluster {cluster_id} still exists after {timeout:g} s (state: "
+                f"'{cluster.get('ClusterStatus')}'); rerun `{PROG} down` to keep waiting")
+        time.sleep(min(interval, remaining))
+
+
+# ----------------------------------------------------------------------------- EC2
+def _rule_description(cluster_id: str) -> str:
+    """The description that marks an ingress rule as made by this tool for this cluster."""
+    return f"sparkify-infra: redshift cluster {cluster_id}"
+
+
+def _default_security_group(ec2, vpc_id: str | None) -> str:
+    """The 'default' security group of vpc_id (or of the region's default VPC)."""
+    if vpc_id is None:
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            raise InfraError("the cluster reports no VPC security group and the region has no default "
+                             "VPC: open the port in the cluster's security group by hand")
+        vpc_id = vpcs[0]["VpcId"]
+    groups = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": ["default"]},
+    ])["SecurityGroups"]
+    if not groups:
+        raise InfraError(f"VPC {vpc_id} has no default security group")
+    return groups[0]["GroupId"]
+
+
+def cluster_security_group_ids(ec2, cluster: dict) -> list[str]:
+    """The cluster's VPC security groups (else its VPC's default group, as Redshift assigns it)."""
+    ids = [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])
+           if g.get("Status", "active") == "active"]
+    return ids or [_default_security_group(ec2, cluster.get("VpcId"))]
+
+
+def open_port(ec2, group_id: str, network, port: int, cluster_id: str) -> bool:
+    """Allow tcp `port` from `network` in the group; False if an identical rule already exists."""
+    if network.version == 6:
+        ranges = {"Ipv6Ranges": [{"CidrIpv6": str(network), "Description": _rule_description(cluster_id)}]}
+    else:
+        ranges = {"IpRanges": [{"CidrIp": str(network), "Description": _rule_description(cluster_id)}]}
+    try:
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": port, "ToPort": port, **ranges}],
+        )
+        return True
+    except ClientError as exc:
+        if _code(exc) == "InvalidPermission.Duplicate":
+            return False
+        raise
+
+
+def revoke_our_ingress(ec2, group_ids: list[str], cluster_id: str) -> list[str]:
+    """Revoke the ingress rules this tool added for the cluster; return the CIDRs revoked."""
+    marker = _rule_description(cluster_id)
+    revoked = []
+    for group in ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]:
+        for perm in group.get("IpPermissions", []):
+            v4 = [{"CidrIp": r["CidrIp"]} for r in perm.get("IpRanges", []) if r.get("Description") == marker]
+            v6 = [{"CidrIpv6": r["CidrIpv6"]} for r in perm.get("Ipv6Ranges", [])
+                  if r.get("Description") == marker]
+            if not (v4 or v6):
+                continue
+            rule = {k: perm[k] for k in ("IpProtocol", "FromPort", "ToPort") if k in perm}
+            ec2.revoke_security_group_ingress(
+                GroupId=group["GroupId"], IpPermissions=[{**rule, "IpRanges": v4, "Ipv6Ranges": v6}])
+            revoked += [r["CidrIp"] for r in v4] + [r["CidrIpv6"] for r in v6]
+    return revoked
+
+
+# ----------------------------------------------------------------------------- dwh.cfg
+def _new_config() -> configparser.ConfigParser:
+    """A ConfigParser that keeps key case and does no interpolation (values may hold '%')."""
+    config = configparser.ConfigParser(interpolation=None)
+    config.optionxform = str  # type: ignore[assignment,method-assign]
+    return config
+
+
+def read_dwh_cfg(path: Path) -> configparser.ConfigParser:
+    """Read dwh.cfg (an empty config if the file does not exist); InfraError if it cannot be parsed."""
+    config = _new_config()
+    try:
+        if path.exists():
+            with path.open(encoding="utf-8") as fh:
+                config.read_file(fh)
+    except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+        raise InfraError(f"cannot read {path}: {exc}") from exc
+    return config
+
+
+def _set(config: configparser.ConfigParser, section: str, key: str, value: str) -> None:
+    """Set section.key, reusing the file's spelling of the key if it differs only in case."""
+    if not config.has_section(section):
+        config.add_section(section)
+    spelling = next((k for k in config[section] if k.lower() == key.lower()), key)
+    config[section][spelling] = value
+
+
+def write_dwh_cfg(path: Path, *, host: str, port: int, db: str, user: str, role_arn: str) -> None:
+    """Write the endpoint and role ARN into dwh.cfg atomically, keeping every other section and key."""
+    config = read_dwh_cfg(path)
+    _set(config, "CLUSTER", "HOST", host)
+    _set(config, "CLUSTER", "DB_NAME", db)
+    _set(config, "CLUSTER", "DB_USER", user)
+    _set(config, "CLUSTER", "DB_PORT", str(port))
+    _set(config, "IAM_ROLE", "ARN", role_arn)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = path.stat().st_mode & 0o777 if path.exists() else None
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                config.write(fh)
+            if mode is not None:
+                os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise InfraError(f"cannot write {path}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_up(args: argparse.Namespace) -> int:
+    """`up`: role, cluster, wait, ingress, dwh.cfg."""
+    network = args.cidr
+    if network.prefixlen == 0:
+        bar = "!" * 78
+        print(f"{bar}\n{PROG}: WARNING: --cidr {network} opens port {DEFAULT_PORT} of the cluster to "
+              f"the WHOLE INTERNET.\nAnyone can then try passwords against it. Prefer your own "
+              f"address, e.g. 203.0.113.7/32.\n{bar}", file=sys.stderr, flush=True)
+    password = read_password()
+    path = cfg_path()
+    read_dwh_cfg(path)  # fail before touching AWS if the file is unreadable
+    iam, redshift, ec2 = make_clients(region())
+    _say(f"region {region()}")
+    role_arn = ensure_role(iam, args.role_name, args.bucket)
+    params = cluster_create_params(args.cluster_id, args.node_type, args.nodes, args.db, args.user,
+                                   role_arn, public=not args.private)
+    ensure_cluster(redshift, params, password)
+    cluster = wait_until_available(redshift, args.cluster_id, args.timeout, args.poll_interval)
+    ensure_role_attached(redshift, cluster, role_arn)
+    endpoint = cluster["Endpoint"]
+    port = int(endpoint.get("Port") or DEFAULT_PORT)
+    group_id = cluster_security_group_ids(ec2, cluster)[0]
+    if open_port(ec2, group_id, network, port, args.cluster_id):
+        _say(f"opened tcp {port} to {network} in security group {group_id}")
+    else:
+        _say(f"tcp {port} from {network} was already open in security group {group_id}")
+    db = cluster.get("DBName") or args.db
+    user = cluster.get("MasterUsername") or args.user
+    write_dwh_cfg(path, host=endpoint["Address"], port=port, db=db, user=user, role_arn=role_arn)
+    _say(f"cluster {args.cluster_id} is available at {endpoint['Address']}:{port}")
+    _say(f"role ARN {role_arn}")
+    _say(f"wrote [CLUSTER] HOST, DB_NAME, DB_USER, DB_PORT and [IAM_ROLE] ARN to {path}")
+    if not any(k.lower() == "db_password" for k in read_dwh_cfg(path)["CLUSTER"]):
+        _say(f"note: {path} has no DB_PASSWORD; add it yourself if your tools read it from there "
+             "(this tool never writes the password)")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """`status`: the cluster's state and endpoint, and the role; exit 3 if the cluster is not found."""
+    iam, redshift, _ = make_clients(region())
+    cluster = describe_cluster(redshift, args.cluster_id)
+    role_arn = get_role_arn(iam, args.role_name)
+    if cluster is None:
+        _say(f"cluster {args.cluster_id}: not found (region {region()})")
+    else:
+        _say(f"cluster {args.cluster_id}: {cluster.get('ClusterStatus')} "
+             f"({cluster.get('NodeType')} x {cluster.get('NumberOfNodes')}, region {region()})")
+        endpoint = cluster.get("Endpoint") or {}
+        if endpoint.get("Address"):
+            _say(f"endpoint: {endpoint['Address']}:{endpoint.get('Port', DEFAULT_PORT)}")
+        else:
+            _say("endpoint: (not yet assigned)")
+    _say(f"role {args.role_name}: {role_arn or 'not found'}")
+    return EXIT_OK if cluster is not None else EXIT_NOT_FOUND
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """`down`: revoke our ingress rules, delete the cluster, wait, delete the role."""
+    iam, redshift, ec2 = make_clients(region())
+    cluster = describe_cluster(redshift, args.cluster_id)
+    try:
+        groups = cluster_security_group_ids(ec2, cluster or {})
+    except InfraError:
+        groups = []
+    if groups:
+        for cidr in revoke_our_ingress(ec2, groups, args.cluster_id):
+            _say(f"revoked tcp ingress from {cidr}")
+    if delete_cluster(redshift, args.cluster_id):
+        wait_until_gone(redshift, args.cluster_id, args.timeout, args.poll_interval)
+        _say(f"cluster {args.cluster_id} deleted")
+    else:
+        _say(f"cluster {args.cluster_id}: not found (nothing to delete)")
+    if delete_role(iam, args.role_name):
+        _say(f"role {args.role_name} and its policies deleted")
+    else:
+        _say(f"role {args.role_name}: not found (nothing to delete)")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- CLI
+def _say(message: str) -> None:
+    """Print a progress or result line on stdout."""
+    print(message, flush=True)
+
+
+def _warn(message: str) -> None:
+    """Print a warning line on stderr."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _code(exc: ClientError) -> str:
+    """The AWS error code of a ClientError."""
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+_EPILOG = f"""\
+environment:
+  {PASSWORD_ENV}     master password for `up` (required; never printed, logged or written)
+  {CFG_ENV}      dwh.cfg written by `up` (default: ./dwh.cfg)
+  AWS_REGION, AWS_DEFAULT_REGION   region (default: {DEFAULT_REGION})
+  AWS_ENDPOINT_URL      honoured by boto3 (e.g. a moto server); credentials as usual for boto3
+
+exit codes:
+  0  success (`status`: the cluster exists, whatever its state)
+  1  AWS error, or the cluster did not come up / go away in time
+  2  usage or configuration error (bad arguments, {PASSWORD_ENV} missing or invalid)
+  3  `status` only: the cluster was not found
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of sparkify-infra (subcommands up, status, down)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Create, inspect and delete the Sparkify Redshift cluster and the IAM role it\n"
+                    "uses to read S3, and write the endpoint into dwh.cfg.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cluster-id", default="sparkify", help="cluster identifier (default: sparkify)")
+    common.add_argument("--role-name", default="sparkify-redshift-s3-read",
+                        help="IAM role Redshift assumes (default: sparkify-redshift-s3-read)")
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument("--timeout", type=_positive_float, default=1800.0,
+                         help="seconds to wait for the cluster (default: 1800)")
+    waiting.add_argument("--poll-interval", type=_positive_float, default=15.0,
+                         help="seconds between describe_clusters polls (default: 15)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{up,status,down}")
+
+    up = sub.add_parser(
+        "up", parents=[common, waiting], epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="create (or reuse) the role and cluster, open the port to --cidr, write dwh.cfg",
+        description="Create (or reuse) the IAM role and the cluster, wait until it is available,\n"
+                    "allow tcp 5439 from --cidr only, and write the endpoint and role into dwh.cfg.",
+    )
+    up.add_argument("--cidr", required=True, type=parse_cidr,
+                    help="the only network allowed to reach the cluster's port, e.g. 203.0.113.7/32 "
+                         "(required; 0.0.0.0/0 is accepted with a loud warning)")
+    up.add_argument("--node-type", default="dc2.large", help="node type (default: dc2.large)")
+    up.add_argument("--nodes", type=_positive_int, default=2,
+                    help="number of nodes; 1 makes a single-node cluster (default: 2)")
+    up.add_argument("--db", default="sparkify", help="database name (default: sparkify)")
+    up.add_argument("--user", default="sparkify", help="master user name (default: sparkify)")
+    up.add_argument("--bucket", type=parse_bucket,
+                    help="S3 bucket the role may read (default: any bucket, '*')")
+    up.add_argument("--private", action="store_true",
+                    help="do not make the cluster publicly accessible (default: public, so that "
+                         "--cidr can reach it from outside the VPC)")
+
+    sub.add_parser("status", parents=[common], epilog=_EPILOG,
+                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                   help="print the cluster's state and endpoint (exit 3 if not found)",
+                   description="Print the cluster's state and endpoint and the role's ARN.\n"
+                               "Exit 0 if the cluster exists (any state), 3 if it is not found.")
+    sub.add_parser("down", parents=[common, waiting], epilog=_EPILOG,
+                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                   help="delete the cluster (no final snapshot), our ingress rules and the role",
+                   description="Revoke the ingress rules `up` added, delete the cluster without a\n"
+                               "final snapshot, wait until it is gone, then delete the role and its\n"
+                               "policies. Does nothing for what is already gone.")
+    return parser
+
+
+def _scrub(message: str) -> str:
+    """Mask the master password should it ever appear in a message."""
+    password = os.environ.get(PASSWORD_ENV)
+    return message.replace(password, "********") if password else message
+
+
+def _error(message: str) -> None:
+    """Print an error line on stderr (the password masked, long messages shortened)."""
+    message = _scrub(message)
+    if len(message) > 1000:
+        message = message[:1000] + " ..."
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sparkify-infra`` console script."""
+    args = build_parser().parse_args(argv)
+    command = {"up": cmd_up, "status": cmd_status, "down": cmd_down}[args.command]
+    try:
+        return command(args)
+    except InfraError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        _error(f"AWS error {error.get('Code', '?')} in {exc.operation_name}: "
+               f"{error.get('Message', '(no message)')}")
+        return EXIT_FAILURE
+    except NoCredentialsError:
+        _error("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+               "AWS_PROFILE (NoCredentialsError)")
+        return EXIT_FAILURE
+    except BotoCoreError as exc:
+        _error(f"AWS call failed ({type(exc).__name__}): {exc}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _error("interrupted; rerun the same command to continue (it is idempotent)")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

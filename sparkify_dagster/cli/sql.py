@@ -1,0 +1,119 @@
+"""sparkify-sql: print every statement a full load runs, for review before spending cluster time.
+
+``sparkify-sql --target redshift`` prints the DDL, the staging loads (COPY from S3) and the star
+transforms, separated by semicolons. With a dwh.cfg (SPARKIFY_DWH_CFG) or the environment it fills in
+the real IAM role ARN, region and S3 paths, and lists the real log files when S3 can be listed;
+otherwise it uses placeholders. The password is never needed and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import replace
+
+from sparkify_dagster.catalog import ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, TABLES
+from sparkify_dagster.source import LOG_PREFIX, RawFile, split_s3_uri
+from sparkify_dagster.transforms import transform_sql
+from sparkify_dagster.warehouse.base import replace_statements
+from sparkify_dagster.warehouse.redshift import (
+    MANIFEST_PREFIX,
+    RedshiftDialect,
+    RedshiftWarehouse,
+    staging_insert,
+    staging_prologue,
+)
+from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, RedshiftSettings, load_settings
+
+PLACEHOLDERS = RedshiftSettings(
+    host="<REDSHIFT_HOST>", port=5439, database="<REDSHIFT_DB>", user="<REDSHIFT_USER>", password=None,
+    iam_role_arn="arn:aws:iam::000000000000:role/REPLACE-ME", data_uri="s3://replace-me/sparkify",
+    region="us-west-2",
+)
+EXAMPLE_LOG_FILE = RawFile("log_data/2018/11/2018-11-01-events.json", 0, "")
+STAR_ORDER = ("users", "songs", "artists", "songplays", "time")  # a topological order of the star assets
+
+
+def _settings(notes: list[str]) -> RedshiftSettings:
+    try:
+        return load_settings(require_password=False)
+    except RedshiftConfigError as exc:
+        notes.append(f"placeholders used: {exc}")
+        data_uri = os.environ.get("SPARKIFY_DATA_URI", "")
+        return replace(PLACEHOLDERS, data_uri=data_uri) if data_uri.startswith("s3://") else PLACEHOLDERS
+
+
+def _log_files(settings: RedshiftSettings, notes: list[str]) -> list[RawFile]:
+    if settings is not PLACEHOLDERS and os.environ.get("SPARKIFY_SQL_LIST_S3", "1") != "0":
+        try:
+            from dagster_aws.s3 import S3Resource
+
+            from sparkify_dagster.source import S3Source
+
+            files = S3Source(uri=settings.data_uri, s3=S3Resource(region_name=settings.region)).list_files(LOG_PREFIX)
+            if files:
+                return files
+            notes.append(f"no log files found under {settings.data_uri}/{LOG_PREFIX}")
+        except Exception as exc:  # no credentials or no network: still render, with an example file
+            notes.append(f"could not list S3 ({type(exc).__name__}); one example COPY per log file is shown")
+    return [EXAMPLE_LOG_FILE]
+
+
+def redshift_statements(settings: RedshiftSettings, log_files: list[RawFile], max_errors: int = 10) -> list[str]:
+    """Every statement of a full load on Redshift, in order."""
+    wh = RedshiftWarehouse.model_construct(
+        host=settings.host, port=settings.port, database=settings.database, user=settings.user, password="",
+        iam_role_arn=settings.iam_role_arn, region=settings.region, max_errors=max_errors,
+    )
+    dialect = RedshiftDialect()
+    bucket, prefix = split_s3_uri(settings.data_uri)
+
+    def s3_uri(key: str) -> str:
+        return f"s3://{bucket}/{prefix}{key}"
+
+    out = [dialect.create_table(t) for t in ALL_TABLES]
+    loads = [
+        (STAGING_EVENTS, log_files, "log_json_path.json", None),
+        (STAGING_SONGS, [], None, f"{MANIFEST_PREFIX}staging_songs/<run id>.manifest"),
+    ]
+    for table, files, jsonpaths_key, manifest_key in loads:
+        out += ["BEGIN", *staging_prologue(table)]
+        for unit_key, copy in wh.copy_units(table, files, s3_uri, jsonpaths_key and s3_uri(jsonpaths_key),
+                                            manifest_key and manifest_key.replace("<run id>", "RUN_ID")):
+            out += [f'DELETE FROM "{table.name}_load"', copy, staging_insert(table, unit_key)]
+        out.append("COMMIT")
+    for name in STAR_ORDER:
+        out += ["BEGIN", *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
+    return out
+
+
+def duckdb_statements() -> list[str]:
+    """DDL and transforms on the embedded engine (staging there is the Python/SQL JSON loader)."""
+    from sparkify_dagster.warehouse.duckdb import DuckDBDialect
+
+    dialect = DuckDBDialect()
+    out = [dialect.create_table(t) for t in ALL_TABLES]
+    for name in STAR_ORDER:
+        out += ["BEGIN", *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sparkify-sql", description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=("redshift", "duckdb"), default="redshift")
+    args = parser.parse_args(argv)
+    notes: list[str] = []
+    if args.target == "redshift":
+        settings = _settings(notes)
+        statements = redshift_statements(settings, _log_files(settings, notes))
+    else:
+        statements = duckdb_statements()
+    for note in notes:
+        print(f"-- {note}")
+    sys.stdout.write(";\n\n".join(statements) + ";\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,318 @@
+"""The production engine: Amazon Redshift through redshift-connector, staging by COPY from S3.
+
+Load plan (per staging load, inside one transaction):
+- events: one ``COPY … FORMAT AS JSON '<log_json_path.json>'`` per daily log file into a temp table,
+  then ``INSERT … SELECT`` into staging_events with the file's key, so every row keeps its source
+  file (a day is one small file; an incremental load is one COPY).
+- songs: one ``COPY … FORMAT AS JSON 'auto' MANIFEST`` of every song file (the song keys are
+  lowercase and equal the column names, so 'auto' maps them; a manifest instead of a prefix, so
+  neighbouring keys are never picked up and ~15k small files load in one COPY). Rows carry the
+  manifest's key as ``source_file``.
+- COPY options: IAM_ROLE (never inline keys), REGION, MAXERROR = SPARKIFY_MAX_ERRORS, no
+  TRUNCATECOLUMNS / ACCEPTINVCHARS / IGNOREHEADER (nothing is silently dropped or cut), COMPUPDATE and
+  STATUPDATE off for staging. ``ts`` is loaded as BIGINT epoch ms, so no TIMEFORMAT is needed; the
+  transforms convert it with millisecond precision.
+- Rejected rows are read back from ``stl_load_errors`` for the COPY's query id (file, line, column,
+  reason, raw line) into the shared ``load_errors`` table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import Field
+
+from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, STAGING_EVENTS, Table
+from sparkify_dagster.source import DEFAULT_EVENT_JSONPATHS, JSONPATHS_KEY
+from sparkify_dagster.warehouse.base import (
+    Dialect,
+    LoadReport,
+    TooManyLoadErrors,
+    Warehouse,
+    quote_ident,
+    quote_literal,
+)
+
+MANIFEST_PREFIX = "_sparkify_manifests/"
+_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# Characters allowed in an S3 key that ends up inside a COPY string literal.
+_SAFE_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!\-_.*()/=+,@ &$:;~]*)?$")
+
+
+class UnsafeValueError(ValueError):
+    """A configured or listed value cannot be placed in SQL safely."""
+
+
+def checked_arn(arn: str) -> str:
+    if not _ARN.match(arn or ""):
+        raise UnsafeValueError(f"not an IAM role ARN (arn:aws:iam::<12 digits>:role/<name>): {arn!r}")
+    return arn
+
+
+def checked_region(region: str) -> str:
+    if not _REGION.match(region or ""):
+        raise UnsafeValueError(f"not an AWS region name: {region!r}")
+    return region
+
+
+def checked_s3_uri(uri: str) -> str:
+    """An s3:// URI made only of characters that need no escaping inside a COPY literal."""
+    if not _SAFE_S3_URI.match(uri or ""):
+        raise UnsafeValueError(
+            f"S3 URI {uri!r} has characters that cannot be used in a COPY statement safely (quotes, "
+            f"backslashes, control characters or non-ASCII): rename the object."
+        )
+    return uri
+
+
+class RedshiftDialect(Dialect):
+    name = "redshift"
+    types = {"integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE PRECISION", "timestamp": "TIMESTAMP"}
+
+    def constraints(self, table: Table) -> list[str]:
+        # Informational on Redshift (not enforced); the planner uses it. Uniqueness is an asset check.
+        if not table.primary_key:
+            return []
+        return [f"PRIMARY KEY ({', '.join(quote_ident(c) for c in table.primary_key)})"]
+
+    def table_options(self, table: Table) -> str:
+        opts = f" DISTSTYLE {table.diststyle}"
+        if table.distkey:
+            opts += f" DISTKEY ({quote_ident(table.distkey)})"
+        if table.sortkey:
+            opts += f" SORTKEY ({', '.join(quote_ident(c) for c in table.sortkey)})"
+        return opts
+
+    def epoch_ms_to_timestamp(self, expr: str) -> str:
+        return f"TIMESTAMP 'epoch' + ({expr}) * INTERVAL '0.001 second'"
+
+
+def copy_sql(
+    target: str,
+    columns: Sequence[str],
+    from_uri: str,
+    *,
+    iam_role_arn: str,
+    region: str,
+    json_option: str,
+    manifest: bool = False,
+    max_errors: int = 0,
+) -> str:
+    """One COPY statement; every interpolated value is validated first."""
+    json_literal = "'auto'" if json_option == "auto" else quote_literal(checked_s3_uri(json_option))
+    lines = [
+        f"COPY {quote_ident(target)} ({', '.join(quote_ident(c) for c in columns)})",
+        f"FROM {quote_literal(checked_s3_uri(from_uri))}",
+        f"IAM_ROLE {quote_literal(checked_arn(iam_role_arn))}",
+        f"FORMAT AS JSON {json_literal}",
+    ]
+    if manifest:
+        lines.append("MANIFEST")
+    lines += [
+        f"REGION {quote_literal(checked_region(region))}",
+        f"MAXERROR {int(max_errors)}",
+        "COMPUPDATE OFF",
+        "STATUPDATE OFF",
+    ]
+    return "\n".join(lines)
+
+
+def manifest_json(uris: Sequence[str]) -> bytes:
+    """A COPY manifest naming every file exactly (mandatory: a missing file fails the COPY)."""
+    return json.dumps({"entries": [{"url": u, "mandatory": True} for u in uris]}, indent=1).encode()
+
+
+def _temp_name(table: Table) -> str:
+    return f"{table.name}_load"
+
+
+def staging_prologue(table: Table) -> list[str]:
+    """Start of a staging load: a temp table to COPY into, and the old rows and bookkeeping removed."""
+    lit = quote_literal(table.name)
+    return [
+        f"CREATE TEMP TABLE {quote_ident(_temp_name(table))} (LIKE {quote_ident(table.name)})",
+        f"DELETE FROM {quote_ident(table.name)}",
+        f"DELETE FROM {quote_ident(LOAD_ERRORS.name)} WHERE table_name = {lit}",
+        f"DELETE FROM {quote_ident(LOADED_FILES.name)} WHERE table_name = {lit}",
+    ]
+
+
+def staging_insert(table: Table, unit_key: str) -> str:
+    """Move one COPY's rows from the temp table into the staging table, tagged with their source."""
+    cols = ", ".join(quote_ident(c.name) for c in table.columns if c.name != "source_file")
+    checked_s3_uri(f"s3://bucket/{unit_key}")  # same character rules as the COPY path it came from
+    return (
+        f"INSERT INTO {quote_ident(table.name)} ({cols}, \"source_file\")\n"
+        f"SELECT {cols}, {quote_literal(unit_key)} FROM {quote_ident(_temp_name(table))}"
+    )
+
+
+class _RedshiftSession:
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        cur = self.conn.cursor()
+        cur.paramstyle = "qmark"
+        try:
+            cur.execute(sql, params) if params is not None else cur.execute(sql)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+        finally:
+            cur.close()
+
+
+class RedshiftWarehouse(Warehouse):
+    """The Sparkify warehouse on Amazon Redshift (production binding of the ``warehouse`` key)."""
+
+    host: str
+    port: int = 5439
+    database: str
+    user: str
+    password: str = Field(description="From REDSHIFT_PASSWORD through dg.EnvVar: never shown or logged.")
+    iam_role_arn: str
+    region: str
+    schema_name: str = "public"
+    connect_timeout_seconds: int = 30
+
+    @property
+    def dialect(self) -> Dialect:
+        return RedshiftDialect()
+
+    @property
+    def kind(self) -> str:
+        return "redshift"
+
+    def describe(self) -> str:
+        return f"redshift://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def qualified_name(self, table: Table) -> str:
+        return f"{self.database}.{self.schema_name}.{table.name}"
+
+    @contextmanager
+    def session(self) -> Iterator[_RedshiftSession]:
+        import redshift_connector
+
+        try:
+            conn = redshift_connector.connect(
+                host=self.host, port=self.port, database=self.database, user=self.user,
+                password=self.password, timeout=self.connect_timeout_seconds,
+            )
+        except Exception as exc:
+            # The driver's message never carries the password; the exception's args might, so drop them.
+            raise ConnectionError(
+                f"cannot connect to {self.describe()}: {type(exc).__name__}: {_scrub(str(exc), self.password)}"
+            ) from None
+        try:
+            conn.autocommit = True  # transactions are explicit (BEGIN/COMMIT), as on DuckDB
+            yield _RedshiftSession(conn)
+        finally:
+            conn.close()
+
+    def load_staging(
+        self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
+        jsonpaths: Sequence[str] | None = None,
+    ) -> LoadReport:
+        """COPY the files into ``table`` in one transaction; rejects from stl_load_errors to load_errors."""
+        started = time.monotonic()
+        units = self.copy_units(table, files, source.s3_uri, self._jsonpaths_uri(table, source),
+                                self._manifest_key(table, source, files, load_id))
+        report = LoadReport(table=table.name)
+        with self.session() as s:
+            s.execute("BEGIN")
+            try:
+                for statement in staging_prologue(table):
+                    s.execute(statement)
+                for done, (unit_key, copy) in enumerate(units, start=1):
+                    s.execute(f"DELETE FROM {quote_ident(_temp_name(table))}")
+                    s.execute(copy)
+                    staged = s.execute("SELECT pg_last_copy_count()")[0][0]
+                    errors = s.execute(
+                        "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
+                        "FROM stl_load_errors WHERE query = pg_last_copy_id() ORDER BY filename, line_number"
+                    )
+                    s.execute(staging_insert(table, unit_key))
+                    self._record(s, table, unit_key, staged, errors, load_id)
+                    report.add(staged + len(errors), staged, len(errors))
+                    report.first_errors += [
+                        dict(source_file=e[0], line_number=e[1], column_name=e[2], reason=e[3]) for e in errors
+                    ][: max(0, 10 - len(report.first_errors))]
+                    log.info(f"{table.name}: {done}/{len(units)} COPY statements, {report.records_staged:,} rows")
+            except BaseException as exc:
+                s.execute("ROLLBACK")
+                failed = self._session_load_errors(s)
+                if failed:
+                    # COPY stops past MAXERROR; keep its rejects visible, like stl_load_errors itself.
+                    s.execute("BEGIN")
+                    self._record(s, table, failed[0][0], 0, failed, load_id, files_row=False)
+                    s.execute("COMMIT")
+                    first = failed[0]
+                    raise TooManyLoadErrors(
+                        f"{table.name}: COPY rejected more than SPARKIFY_MAX_ERRORS={self.max_errors} records; "
+                        f"nothing was loaded. First bad record: {first[0]} line {first[1]} column {first[2]}: "
+                        f"{first[3]}. All rejects are in the load_errors table."
+                    ) from exc
+                raise
+            s.execute("COMMIT")
+        report.seconds = time.monotonic() - started
+        return report
+
+    def copy_units(self, table: Table, files: Sequence[Any], s3_uri: Any, jsonpaths_uri: str | None,
+                   manifest_key: str | None) -> list[tuple[str, str]]:
+        """(source_file, COPY) pairs: one per log file for events, one manifest for songs. Pure."""
+        columns = [c.name for c in table.columns if c.name != "source_file"]
+        common = dict(iam_role_arn=self.iam_role_arn, region=self.region, max_errors=self.max_errors)
+        temp = _temp_name(table)
+        if table.name == STAGING_EVENTS.name:
+            return [(f.key, copy_sql(temp, columns, s3_uri(f.key), json_option=jsonpaths_uri, **common))
+                    for f in files]
+        return [(manifest_key, copy_sql(temp, columns, s3_uri(manifest_key), json_option="auto",
+                                        manifest=True, **common))]
+
+    @staticmethod
+    def _jsonpaths_uri(table: Table, source: Any) -> str | None:
+        if table.name != STAGING_EVENTS.name:
+            return None
+        if source.has(JSONPATHS_KEY):
+            return source.s3_uri(JSONPATHS_KEY)
+        # COPY reads JSONPaths from S3: publish the default mapping beside the manifests.
+        body = json.dumps({"jsonpaths": DEFAULT_EVENT_JSONPATHS}, indent=4).encode()
+        return source.s3_uri(source.write_bytes(f"{MANIFEST_PREFIX}{JSONPATHS_KEY}", body))
+
+    @staticmethod
+    def _manifest_key(table: Table, source: Any, files: Sequence[Any], load_id: str) -> str | None:
+        if table.name == STAGING_EVENTS.name:
+            return None
+        body = manifest_json([checked_s3_uri(source.s3_uri(f.key)) for f in files])
+        return source.write_bytes(f"{MANIFEST_PREFIX}{table.name}/{load_id}.manifest", body)
+
+    @staticmethod
+    def _session_load_errors(s: _RedshiftSession) -> list[tuple]:
+        """Rejects of this session's most recent failed COPY (stl_load_errors survives the rollback)."""
+        return s.execute(
+            "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
+            "FROM stl_load_errors WHERE query = (SELECT MAX(query) FROM stl_load_errors "
+            "WHERE session = pg_backend_pid()) ORDER BY filename, line_number"
+        )
+
+    @staticmethod
+    def _record(s: _RedshiftSession, table: Table, unit_key: str, staged: int, errors: list, load_id: str,
+                files_row: bool = True) -> None:
+        if errors:
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(errors))
+            params = [v for e in errors for v in (table.name, e[0], e[1], e[2], e[3], (e[4] or "")[:1024], load_id)]
+            s.execute(f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} VALUES {values}", params)
+        if files_row:
+            s.execute(
+                f"INSERT INTO {quote_ident(LOADED_FILES.name)} VALUES (?, ?, ?, ?, ?, ?)",
+                [table.name, unit_key, staged + len(errors), staged, len(errors), load_id],
+            )
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
