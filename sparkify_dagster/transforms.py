@@ -1,15 +1,22 @@
-"""Render the star-schema transforms (``sql/<table>.sql``, written once) for one engine's dialect."""
+"""Render the star-schema transforms (``sql/<table>.sql``, written once) for one engine's dialect.
+
+Templates see ``ref(name)`` (a quoted catalog table) and ``d`` (the dialect's few engine-specific
+expressions); ``sql/_song_records.sql`` is the one-record-per-song_id rule shared by three tables.
+"""
 
 from __future__ import annotations
-
-from importlib.resources import files
 
 import jinja2
 
 from sparkify_dagster.catalog import TABLES
 from sparkify_dagster.warehouse.base import Dialect, quote_ident
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("sparkify_dagster", "sql"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
 
 
 def _ref(name: str) -> str:
@@ -20,5 +27,4 @@ def _ref(name: str) -> str:
 
 def transform_sql(table_name: str, dialect: Dialect) -> str:
     """The SELECT that builds ``table_name``, rendered for ``dialect``."""
-    text = files("sparkify_dagster").joinpath("sql", f"{table_name}.sql").read_text(encoding="utf-8")
-    return _ENV.from_string(text).render(ref=_ref, d=dialect).strip()
+    return _ENV.get_template(f"{table_name}.sql").render(ref=_ref, d=dialect).strip()

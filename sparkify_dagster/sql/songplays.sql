@@ -1,14 +1,19 @@
--- songplays: one row per NextSong event of a logged-in user (non-empty user_id).
+-- songplays: one row per NextSong event of a logged-in user (non-empty user_id, non-null ts).
 -- An event is identified by (user_id, session_id, item_in_session); if the logs hold it twice,
 -- the latest copy wins (ts, then source file, then content), so there is never more than one row.
--- The song is the one with the same title and artist name whose duration is within 0.01 s of
--- the event's length; among several, the closest duration, then the smallest song_id.
-WITH plays AS (
+-- The song is the one (one record per song_id, as in songs) with the same title and artist name
+-- whose duration is within 0.01 s of the event's length; among several, the closest duration,
+-- then the smallest song_id.
+WITH {% include '_song_records.sql' %},
+
+plays AS (
     SELECT
         e.*,
+        MD5(e.user_id || '|' || COALESCE(CAST(e.session_id AS VARCHAR), '') || '|'
+            || COALESCE(CAST(e.item_in_session AS VARCHAR), '')) AS songplay_id,
         ROW_NUMBER() OVER (
             PARTITION BY e.user_id, e.session_id, e.item_in_session
-            ORDER BY e.ts DESC NULLS LAST, e.source_file DESC NULLS LAST, e.level NULLS LAST,
+            ORDER BY e.ts DESC, e.source_file DESC NULLS LAST, e.level NULLS LAST,
                      e.song NULLS LAST, e.artist NULLS LAST, e.length NULLS LAST,
                      e.location NULLS LAST, e.user_agent NULLS LAST
         ) AS copy_rank
@@ -24,26 +29,22 @@ events AS (
 
 song_matches AS (
     SELECT
-        e.user_id,
-        e.session_id,
-        e.item_in_session,
+        e.songplay_id,
         s.song_id,
         s.artist_id,
         ROW_NUMBER() OVER (
-            PARTITION BY e.user_id, e.session_id, e.item_in_session
+            PARTITION BY e.songplay_id
             ORDER BY ABS(s.duration - e.length), s.song_id
         ) AS match_rank
     FROM events AS e
-    JOIN {{ ref('staging_songs') }} AS s
+    JOIN song_records AS s
       ON s.title = e.song
      AND s.artist_name = e.artist
      AND ABS(s.duration - e.length) <= 0.01
-    WHERE s.song_id IS NOT NULL
 )
 
 SELECT
-    MD5(e.user_id || '|' || COALESCE(CAST(e.session_id AS VARCHAR), '') || '|'
-        || COALESCE(CAST(e.item_in_session AS VARCHAR), '')) AS songplay_id,
+    e.songplay_id,
     {{ d.epoch_ms_to_timestamp('e.ts') }} AS start_time,
     e.user_id,
     e.level,
@@ -54,7 +55,5 @@ SELECT
     e.user_agent
 FROM events AS e
 LEFT JOIN song_matches AS m
-  ON m.user_id = e.user_id
- AND m.session_id = e.session_id
- AND m.item_in_session = e.item_in_session
+  ON m.songplay_id = e.songplay_id
  AND m.match_rank = 1
