@@ -196,10 +196,12 @@ LOAD_ERRORS = Table(
 
 LOADED_FILES = Table(
     name="loaded_files",
-    description="One row per raw file in a staging table: records read, staged and rejected.",
+    description="The load manifest: one row per raw file in a staging table, its version and record counts.",
     columns=_cols(
         ("table_name", "varchar(128)", "Staging table."),
         ("source_file", "varchar(1024)", "Raw file, relative to the data root."),
+        ("file_version", "varchar(256)", "The file's version when loaded: its S3 ETag, or mtime locally."),
+        ("file_size", "bigint", "The file's size in bytes when loaded."),
         ("records_read", "bigint", "JSON records (or unparseable lines) read from the file."),
         ("records_staged", "bigint", "Records that became staging rows."),
         ("records_rejected", "bigint", "Records written to load_errors instead."),

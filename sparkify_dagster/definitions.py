@@ -17,6 +17,12 @@ from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
 from sparkify_dagster.assets.staging import build_staging_assets
 from sparkify_dagster.assets.star import build_star_assets
 from sparkify_dagster.checks import build_checks, data_quality_checks_job
+from sparkify_dagster.sensors import (
+    daily_refresh_schedule,
+    full_refresh_job,
+    load_warehouse_job,
+    new_raw_files_sensor,
+)
 from dagster_aws.s3 import S3Resource
 
 from sparkify_dagster.source import LocalFolderSource, RawDataSource, S3Source, default_data_uri
@@ -86,7 +92,9 @@ def build_defs(target: str | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[SONG_DATA, LOG_DATA, *build_staging_assets(engine_kind), *build_star_assets(engine_kind)],
         asset_checks=build_checks(),
-        jobs=[data_quality_checks_job],
+        jobs=[data_quality_checks_job, load_warehouse_job, full_refresh_job],
+        sensors=[new_raw_files_sensor],
+        schedules=[daily_refresh_schedule],
         resources=resources,
         # One process per run on DuckDB: the embedded file admits a single writer.
         executor=dg.in_process_executor if target == "duckdb" else None,

@@ -221,6 +221,8 @@ def test_staging_load_is_one_transaction_with_one_copy_per_log_file(monkeypatch)
     report = _warehouse(monkeypatch, conn).load_staging(STAGING_EVENTS, FakeSource(), LOG_FILES, "run-1",
                                                         logging.getLogger("t"))
     sqls = [s for s, _ in conn.statements]
+    assert sqls[0].startswith("SELECT source_file, file_version FROM")  # the load manifest, read first
+    sqls = sqls[1:]
     assert sqls[0] == "BEGIN" and sqls[-1] == "COMMIT" and "ROLLBACK" not in sqls
     assert sum(s.startswith("COPY") for s in sqls) == 2
     assert not any(s.upper().startswith("TRUNCATE") for s in sqls)
@@ -274,3 +276,12 @@ def test_star_order_in_rendered_sql_respects_the_asset_graph():
             if dep in order:
                 assert order.index(dep) < order.index(table)
     assert redshift.MANIFEST_PREFIX.endswith("/")
+
+
+def test_unchanged_files_are_not_copied_again(monkeypatch):
+    conn = FakeConnection(copy_counts=[], errors_by_copy=[])
+    wh = _warehouse(monkeypatch, conn)
+    monkeypatch.setattr(RedshiftWarehouse, "loaded_versions", lambda self, s, table: {f.key: f.version for f in LOG_FILES})
+    report = wh.load_staging(STAGING_EVENTS, FakeSource(), LOG_FILES, "run-2", logging.getLogger("t"))
+    assert report.files_unchanged == 2 and report.files == 0
+    assert not any(s.startswith(("COPY", "BEGIN", "DELETE")) for s, _ in conn.statements)

@@ -1,7 +1,15 @@
-"""Staging tables: the raw JSON records as loaded, one row per record, rejects in load_errors."""
+"""Staging tables: the raw JSON records as loaded, one row per record, rejects in load_errors.
 
+Loads are incremental against the load manifest (``loaded_files``): a run reads only new or changed
+raw files and removes the rows of files that changed or vanished, so any number of runs, in any
+order, leave staging equal to one full load of the raw data as it is now.
+"""
+
+
+import datetime as dt
 
 import dagster as dg
+from pydantic import Field
 
 from sparkify_dagster.assets.metadata import markdown_table, table_metadata
 from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
@@ -13,19 +21,49 @@ STAGING_GROUP = "staging"
 WAREHOUSE_POOL = "sparkify_warehouse"
 
 
-def _load(context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: RawDataSource,
-          table: Table, prefix: str, jsonpaths: list[str] | None) -> dg.MaterializeResult:
+class StagingLoadConfig(dg.Config):
+    """How a staging load treats files it has loaded before (default: only new or changed files)."""
+
+    full_refresh: bool = Field(False, description="Reload every raw file, as on a fresh warehouse.")
+    reload_days: list[str] = Field(
+        default_factory=list,
+        description="staging_events only: days (YYYY-MM-DD) to reload even if their log file is unchanged.",
+    )
+
+
+def _day_keys(days: list[str], files: list) -> frozenset[str]:
+    keys = set()
+    for day in days:
+        try:
+            dt.date.fromisoformat(day)
+        except ValueError:
+            raise dg.Failure(f"reload_days: {day!r} is not a date like 2018-11-12") from None
+        matching = {f.key for f in files if f.key.endswith(f"/{day}-events.json")}
+        if not matching:
+            raise dg.Failure(f"reload_days: no log file for {day} (expected log_data/YYYY/MM/{day}-events.json)")
+        keys |= matching
+    return frozenset(keys)
+
+
+def _load(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse,
+          raw_data: RawDataSource, table: Table, prefix: str, jsonpaths: list[str] | None) -> dg.MaterializeResult:
     warehouse.ensure_tables()
     files = raw_data.list_files(prefix)
-    context.log.info(f"{table.name}: loading {len(files):,} files from {raw_data.describe()}/{prefix}")
-    report = warehouse.load_staging(table, raw_data, files, context.run.run_id, context.log, jsonpaths=jsonpaths)
+    if config.reload_days and table.name != STAGING_EVENTS.name:
+        raise dg.Failure("reload_days applies to staging_events only")
+    context.log.info(f"{table.name}: {len(files):,} raw files under {raw_data.describe()}/{prefix}")
+    report = warehouse.load_staging(
+        table, raw_data, files, context.run.run_id, context.log, jsonpaths=jsonpaths,
+        full_refresh=config.full_refresh, reload_keys=_day_keys(config.reload_days, files),
+    )
     _log_report(context, report)
     return dg.MaterializeResult(metadata={**table_metadata(table, warehouse), **_report_metadata(report)})
 
 
 def _log_report(context: dg.AssetExecutionContext, report: LoadReport) -> None:
     context.log.info(
-        f"{report.table}: {report.files:,} files, {report.records_read:,} records read, "
+        f"{report.table}: {report.files:,} files loaded ({report.files_unchanged:,} unchanged, "
+        f"{report.files_removed:,} removed), {report.records_read:,} records read, "
         f"{report.records_staged:,} staged, {report.records_rejected:,} rejected in {report.seconds:.2f}s"
     )
     for err in report.first_errors:
@@ -38,6 +76,8 @@ def _log_report(context: dg.AssetExecutionContext, report: LoadReport) -> None:
 def _report_metadata(report: LoadReport) -> dict:
     return {
         "files": report.files,
+        "files_unchanged": report.files_unchanged,
+        "files_removed": report.files_removed,
         "records_read": report.records_read,
         "records_staged": report.records_staged,
         "records_rejected": report.records_rejected,
@@ -58,10 +98,10 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
         description=STAGING_EVENTS.description,
     )
     def staging_events(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: RawDataSource
+        context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource
     ) -> dg.MaterializeResult:
         """Every event record of log_data, typed per log_json_path.json; bad records to load_errors."""
-        return _load(context, warehouse, raw_data, STAGING_EVENTS, LOG_PREFIX, raw_data.event_jsonpaths())
+        return _load(context, config, warehouse, raw_data, STAGING_EVENTS, LOG_PREFIX, raw_data.event_jsonpaths())
 
     @dg.asset(
         name=STAGING_SONGS.name,
@@ -72,9 +112,9 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
         description=STAGING_SONGS.description,
     )
     def staging_songs(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, raw_data: RawDataSource
+        context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource
     ) -> dg.MaterializeResult:
         """Every song record of song_data (keys match column names); bad records to load_errors."""
-        return _load(context, warehouse, raw_data, STAGING_SONGS, SONG_PREFIX, None)
+        return _load(context, config, warehouse, raw_data, STAGING_SONGS, SONG_PREFIX, None)
 
     return [staging_events, staging_songs]

@@ -73,6 +73,7 @@ class InfraError(Exception):
     """A failure with a message meant for the user (printed without a traceback)."""
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILURE):
+        """Keep the message and the exit code main() returns for it."""
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -199,11 +200,35 @@ def ensure_role(iam, role_name: str, bucket: str | None) -> str:
         if not _trusts_redshift(role.get("AssumeRolePolicyDocument", {})):
             _warn(f"role {role_name} exists but its trust policy does not let redshift.amazonaws.com "
                   "assume it: COPY will fail until you fix it or pick another --role-name")
-    iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME,
-                        PolicyDocument=json.dumps(s3_read_policy(bucket)))
+    wanted = s3_read_policy(bucket)
+    previous = _inline_policy(iam, role_name, POLICY_NAME)
+    if previous is not None and previous != wanted:
+        _warn(f"replacing the inline policy {POLICY_NAME} of role {role_name}: S3 resources were "
+              f"{_resources(previous)}, now {_resources(wanted)}")
+    iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(wanted))
     scope = f"bucket {bucket}" if bucket else "all buckets (*)"
     _say(f"put inline policy {POLICY_NAME} (s3:GetObject, s3:ListBucket on {scope})")
     return role["Arn"]
+
+
+def _inline_policy(iam, role_name: str, policy_name: str) -> dict | None:
+    """The role's inline policy document, or None if it has no such policy."""
+    try:
+        document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+    except ClientError as exc:
+        if _code(exc) == "NoSuchEntity":
+            return None
+        raise
+    return json.loads(urllib.parse.unquote(document)) if isinstance(document, str) else document
+
+
+def _resources(policy: dict) -> str:
+    """The resources a policy document names, for messages."""
+    found: list[str] = []
+    for st in policy.get("Statement", []):
+        res = st.get("Resource", [])
+        found += [res] if isinstance(res, str) else list(res)
+    return ", ".join(found) or "(none)"
 
 
 def get_role_arn(iam, role_name: str) -> str | None:
@@ -459,10 +484,9 @@ def write_dwh_cfg(path: Path, *, host: str, port: int, db: str, user: str, role_
     _set(config, "CLUSTER", "DB_USER", user)
     _set(config, "CLUSTER", "DB_PORT", str(port))
     _set(config, "IAM_ROLE", "ARN", role_arn)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
         mode = path.stat().st_mode & 0o777 if path.exists() else None
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 config.write(fh)
@@ -487,6 +511,9 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"address, e.g. 203.0.113.7/32.\n{bar}", file=sys.stderr, flush=True)
     password = read_password()
     path = cfg_path()
+    if not path.parent.is_dir():
+        raise InfraError(f"cannot write {path}: folder {path.parent} does not exist ({CFG_ENV})",
+                         EXIT_USAGE)
     read_dwh_cfg(path)  # fail before touching AWS if the file is unreadable
     iam, redshift, ec2 = make_clients(region())
     _say(f"region {region()}")
@@ -538,13 +565,17 @@ def cmd_down(args: argparse.Namespace) -> int:
     """`down`: revoke our ingress rules, delete the cluster, wait, delete the role."""
     iam, redshift, ec2 = make_clients(region())
     cluster = describe_cluster(redshift, args.cluster_id)
+    revoke_failed = False
     try:
         groups = cluster_security_group_ids(ec2, cluster or {})
-    except InfraError:
-        groups = []
-    if groups:
         for cidr in revoke_our_ingress(ec2, groups, args.cluster_id):
             _say(f"revoked tcp ingress from {cidr}")
+    except InfraError:
+        pass  # no default VPC and no cluster: there is no group we could have opened
+    except ClientError as exc:  # carry on tearing down; report it at the end
+        revoke_failed = True
+        _warn(f"could not revoke the ingress rules in {exc.operation_name}: "
+              f"{_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}")
     if delete_cluster(redshift, args.cluster_id):
         wait_until_gone(redshift, args.cluster_id, args.timeout, args.poll_interval)
         _say(f"cluster {args.cluster_id} deleted")
@@ -554,6 +585,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         _say(f"role {args.role_name} and its policies deleted")
     else:
         _say(f"role {args.role_name}: not found (nothing to delete)")
+    if revoke_failed:
+        _error("everything else is deleted, but the ingress rules `up` added may remain: "
+               "remove them in the EC2 console (description 'sparkify-infra: redshift cluster ...')")
+        return EXIT_FAILURE
     return EXIT_OK
 
 

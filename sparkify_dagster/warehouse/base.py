@@ -89,12 +89,39 @@ class LoadReport:
     records_rejected: int = 0
     seconds: float = 0.0
     first_errors: list[dict] = field(default_factory=list)
+    files_unchanged: int = 0
+    files_removed: int = 0
 
     def add(self, read: int, staged: int, rejected: int) -> None:
         self.files += 1
         self.records_read += read
         self.records_staged += staged
         self.records_rejected += rejected
+
+
+@dataclass
+class LoadPlan:
+    """Which files a staging load reads, and whose rows it removes first (changed or vanished files)."""
+
+    to_load: list
+    stale_keys: list[str]
+    unchanged: int
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.to_load and not self.stale_keys
+
+
+def plan_load(loaded: dict[str, str], files: Sequence[Any], *, full_refresh: bool = False,
+              reload_keys: set[str] | frozenset[str] = frozenset()) -> LoadPlan:
+    """Compare the raw files with the load manifest (key -> version): load new/changed, drop vanished."""
+    current = {f.key: f for f in files}
+    if full_refresh:
+        return LoadPlan(list(files), sorted(set(loaded) | set(current)), 0)
+    to_load = [f for f in files if loaded.get(f.key) != f.version or f.key in reload_keys]
+    vanished = sorted(set(loaded) - set(current))
+    stale = sorted({f.key for f in to_load if f.key in loaded} | set(vanished))
+    return LoadPlan(to_load, stale, len(files) - len(to_load))
 
 
 class TooManyLoadErrors(Exception):
@@ -129,8 +156,17 @@ class Warehouse(dg.ConfigurableResource):
         """An open connection, closed on exit. Nothing is committed unless inside ``transaction``."""
 
     @abstractmethod
-    def load_staging(self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any) -> LoadReport:
-        """Replace ``table`` with the records of ``files`` atomically; reject bad records into load_errors."""
+    def load_staging(self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
+                     jsonpaths: Sequence[str] | None = None, full_refresh: bool = False,
+                     reload_keys: frozenset[str] = frozenset()) -> LoadReport:
+        """Bring ``table`` up to date with ``files`` atomically (new/changed loaded, vanished removed)."""
+
+    def loaded_versions(self, s: Session, table: Table) -> dict[str, str]:
+        """The load manifest of a staging table: source_file -> version loaded."""
+        rows = s.execute(
+            f"SELECT source_file, file_version FROM {quote_ident('loaded_files')} WHERE table_name = ?", [table.name]
+        )
+        return {key: version for key, version in rows}
 
     # --- shared behaviour, written once -------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from sparkify_dagster.warehouse.base import (
     LoadReport,
     TooManyLoadErrors,
     Warehouse,
+    plan_load,
     quote_ident,
 )
 
@@ -91,9 +92,14 @@ class DuckDBWarehouse(Warehouse):
 
     def load_staging(
         self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
-        jsonpaths: Sequence[str] | None = None,
+        jsonpaths: Sequence[str] | None = None, full_refresh: bool = False,
+        reload_keys: frozenset[str] = frozenset(),
     ) -> LoadReport:
-        """Replace ``table`` by the records of ``files`` in one transaction (see json_loader)."""
+        """Bring ``table`` up to date with ``files`` in one transaction (see json_loader).
+
+        New and changed files (by version) are loaded, rows of changed and vanished files removed;
+        unchanged files are not read. ``full_refresh`` reloads every file.
+        """
         started = time.monotonic()
         columns = [c for c in table.columns if c.name != "source_file"]
         paths = (
@@ -105,36 +111,55 @@ class DuckDBWarehouse(Warehouse):
         report = LoadReport(table=table.name)
         name = quote_ident(table.name)
         col_list = ", ".join(quote_ident(c.name) for c in columns)
+        errors, manifest = quote_ident(LOAD_ERRORS.name), quote_ident(LOADED_FILES.name)
+        rejected_rows: list[tuple] = []
         with self.session() as s:
             s.execute("BEGIN")
             try:
-                s.execute(f"DELETE FROM {name}")
-                for book in (LOAD_ERRORS, LOADED_FILES):
-                    s.execute(f"DELETE FROM {quote_ident(book.name)} WHERE table_name = ?", [table.name])
+                plan = plan_load(self.loaded_versions(s, table), files, full_refresh=full_refresh,
+                                 reload_keys=reload_keys)
+                report.files_unchanged = plan.unchanged
+                report.files_removed = len(set(plan.stale_keys) - {f.key for f in plan.to_load})
+                log.info(
+                    f"{table.name}: {len(plan.to_load):,} new or changed files to load, {plan.unchanged:,} "
+                    f"unchanged, {report.files_removed:,} gone from the source"
+                )
+                if full_refresh:
+                    s.execute(f"DELETE FROM {name}")
+                    s.execute(f"DELETE FROM {errors} WHERE table_name = ?", [table.name])
+                    s.execute(f"DELETE FROM {manifest} WHERE table_name = ?", [table.name])
+                elif plan.stale_keys:
+                    s.execute("CREATE OR REPLACE TEMP TABLE _stale AS SELECT unnest(?::VARCHAR[]) AS source_file",
+                              [plan.stale_keys])
+                    s.execute(f"DELETE FROM {name} WHERE source_file IN (SELECT source_file FROM _stale)")
+                    for book in (errors, manifest):
+                        s.execute(f"DELETE FROM {book} WHERE table_name = ? "
+                                  "AND source_file IN (SELECT source_file FROM _stale)", [table.name])
                 s.execute("CREATE OR REPLACE TEMP TABLE _raw (file_idx INTEGER, line_number BIGINT, rec VARCHAR)")
-                s.execute("CREATE OR REPLACE TEMP TABLE _files (file_idx INTEGER, source_file VARCHAR)")
+                s.execute("CREATE OR REPLACE TEMP TABLE _files (file_idx INTEGER, source_file VARCHAR, "
+                          "file_version VARCHAR, file_size BIGINT)")
                 done = 0
-                for batch in json_loader.iter_batches(files):
+                for batch in json_loader.iter_batches(plan.to_load):
                     self._load_batch(s, table, name, col_list, select_typed, source, batch, done, load_id)
                     done += len(batch)
-                    log.info(f"{table.name}: {done:,}/{len(files):,} files read")
+                    log.info(f"{table.name}: {done:,}/{len(plan.to_load):,} files read")
                 for read, staged, rejected in s.execute(
-                    f"SELECT records_read, records_staged, records_rejected FROM {quote_ident(LOADED_FILES.name)} "
-                    "WHERE table_name = ?",
-                    [table.name],
+                    f"SELECT records_read, records_staged, records_rejected FROM {manifest} "
+                    "WHERE table_name = ? AND load_id = ?",
+                    [table.name, load_id],
                 ):
                     report.add(read, staged, rejected)
                 report.first_errors = [
                     dict(zip(("source_file", "line_number", "column_name", "reason"), row))
                     for row in s.execute(
-                        f"SELECT source_file, line_number, column_name, reason FROM {quote_ident(LOAD_ERRORS.name)} "
-                        "WHERE table_name = ? ORDER BY source_file, line_number LIMIT 10",
-                        [table.name],
+                        f"SELECT source_file, line_number, column_name, reason FROM {errors} "
+                        "WHERE table_name = ? AND load_id = ? ORDER BY source_file, line_number LIMIT 10",
+                        [table.name, load_id],
                     )
                 ]
                 if report.records_rejected > self.max_errors:
                     rejected_rows = s.execute(
-                        f"SELECT * FROM {quote_ident(LOAD_ERRORS.name)} WHERE table_name = ?", [table.name]
+                        f"SELECT * FROM {errors} WHERE table_name = ? AND load_id = ?", [table.name, load_id]
                     )
                     raise TooManyLoadErrors(_too_many_message(report, self.max_errors))
             except TooManyLoadErrors:
@@ -159,8 +184,10 @@ class DuckDBWarehouse(Warehouse):
             framed[idx] = lines
             early_rejects += [(table.name, f.key, r.line_number, None, r.reason, r.raw_text, load_id) for r in rejects]
         s.execute(
-            "INSERT INTO _files SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[])",
-            [list(range(offset, offset + len(batch))), [f.key for f in batch]],
+            "INSERT INTO _files SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
+            "unnest(?::BIGINT[])",
+            [list(range(offset, offset + len(batch))), [f.key for f in batch], [f.version for f in batch],
+             [f.size for f in batch]],
         )
         self._insert_raw(s, [(idx, n, text) for idx, lines in framed.items() for n, text in lines])
         # Files whose lines are not each one JSON value are re-framed as a stream of JSON values.
@@ -185,14 +212,14 @@ class DuckDBWarehouse(Warehouse):
             early[row[1]] = early.get(row[1], 0) + 1
         s.execute(
             f"""INSERT INTO {quote_ident(LOADED_FILES.name)}
-            SELECT ?, f.source_file,
+            SELECT ?, f.source_file, f.file_version, f.file_size,
                 count(t.file_idx) + coalesce(e.n, 0),
                 count(t.file_idx) FILTER (WHERE t.err_reason IS NULL),
                 count(t.file_idx) FILTER (WHERE t.err_reason IS NOT NULL) + coalesce(e.n, 0), ?
             FROM _files f
             LEFT JOIN _typed t USING (file_idx)
             LEFT JOIN (SELECT unnest(?::VARCHAR[]) AS source_file, unnest(?::BIGINT[]) AS n) e USING (source_file)
-            GROUP BY f.source_file, e.n""",
+            GROUP BY f.source_file, f.file_version, f.file_size, e.n""",
             [table.name, load_id, list(early), list(early.values())],
         )
 

@@ -1,0 +1,157 @@
+"""Incremental loads: any order, any number of times, changed and deleted files ≡ one full load."""
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from sparkify_dagster.catalog import ALL_TABLES
+from sparkify_dagster.cli.generate import generate_dataset
+from sparkify_dagster.definitions import build_defs
+from sparkify_dagster.source import LocalFolderSource
+from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+from sparkify_dagster_tests.conftest import materialize_all, table_rows
+
+# Columns that depend on the run, not on the data.
+RUN_COLUMNS = {"load_id", "file_version"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen") / "full"
+    generate_dataset(root, songs=120, users=12, days=6, events_per_day=80, seed=11)
+    return root
+
+
+def contents(db: Path) -> dict[str, list[tuple]]:
+    """Every table's rows, sorted, without the columns that name the run or the file's mtime."""
+    out = {}
+    with duckdb.connect(str(db), read_only=True) as con:
+        for table in ALL_TABLES:
+            cols = ", ".join(f'"{c}"' for c in table.column_names if c not in RUN_COLUMNS)
+            out[table.name] = con.execute(f'SELECT {cols} FROM "{table.name}" ORDER BY ALL').fetchall()
+    return out
+
+
+def log_files(root: Path) -> list[Path]:
+    return sorted((root / "log_data").rglob("*.json"))
+
+
+def copy_tree_without_logs(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("log_data"))
+    (dst / "log_data").mkdir()
+
+
+def place(src_root: Path, dst_root: Path, log: Path, text: str | None = None) -> None:
+    target = dst_root / log.relative_to(src_root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(log.read_text() if text is None else text)
+
+
+def assert_same_as_full_load(raw: Path, incremental_db: Path, tmp_path: Path) -> None:
+    full_db = tmp_path / "full.duckdb"
+    assert materialize_all(raw, full_db).success
+    got, want = contents(incremental_db), contents(full_db)
+    for table in want:
+        assert got[table] == want[table], f"{table} differs from a full load of the final raw data"
+
+
+def test_days_in_any_order_late_repeated_redelivered_and_deleted_equal_one_full_load(dataset, tmp_path):
+    raw, db = tmp_path / "raw", tmp_path / "inc.duckdb"
+    copy_tree_without_logs(dataset, raw)
+    days = log_files(dataset)
+    order = [days[3], days[5], days[0]]  # newer days first, an older one late
+    for day in order:
+        place(dataset, raw, day)
+        assert materialize_all(raw, db).success
+    assert materialize_all(raw, db).success  # nothing new: loads nothing, changes nothing
+    for day in random.Random(1).sample(days, len(days)):  # the rest, with repeats
+        place(dataset, raw, day)
+        assert materialize_all(raw, db).success
+    # A day re-delivered with different content: fewer events, and a user's level changed.
+    lines = days[2].read_text().split("\n")
+    changed = [json.loads(line) for line in lines[: len(lines) // 2]]
+    for record in changed:
+        if record["userId"]:
+            record["level"] = "paid" if record["level"] == "free" else "free"
+    place(dataset, raw, days[2], "\n".join(json.dumps(r) for r in changed))
+    assert materialize_all(raw, db).success
+    # A day deleted from the source disappears from the warehouse.
+    (raw / days[4].relative_to(dataset)).unlink()
+    assert materialize_all(raw, db).success
+    assert_same_as_full_load(raw, db, tmp_path)
+
+
+def test_a_second_run_reads_no_file_and_reports_it(dataset, tmp_path):
+    db = tmp_path / "wh.duckdb"
+    assert materialize_all(dataset, db).success
+    result = materialize_all(dataset, db)
+    md = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+          for e in result.get_asset_materialization_events()}
+    assert md["staging_events"]["files"].value == 0
+    assert md["staging_events"]["files_unchanged"].value == len(log_files(dataset))
+    assert md["staging_events"]["dagster/row_count"].value > 0
+
+
+def _run_with_config(raw, db, run_config):
+    defs = build_defs("duckdb")
+    assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        resources={"warehouse": DuckDBWarehouse(path=str(db)), "raw_data": LocalFolderSource(root=str(raw))},
+        selection=dg.AssetSelection.assets(*assets),
+        run_config=run_config,
+    )
+
+
+def test_reload_one_day_on_purpose(dataset, tmp_path):
+    db = tmp_path / "wh.duckdb"
+    assert materialize_all(dataset, db).success
+    before = contents(db)
+    day = log_files(dataset)[1].name[:10]
+    result = _run_with_config(dataset, db, {"ops": {"staging_events": {"config": {"reload_days": [day]}}}})
+    md = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+          for e in result.get_asset_materialization_events()}
+    assert md["staging_events"]["files"].value == 1
+    assert contents(db) == before
+
+
+def test_reload_day_that_does_not_exist_is_a_clear_failure(dataset, tmp_path):
+    with pytest.raises(dg.Failure, match="no log file for 2031-01-01"):
+        _run_with_config(dataset, tmp_path / "wh.duckdb",
+                         {"ops": {"staging_events": {"config": {"reload_days": ["2031-01-01"]}}}})
+    with pytest.raises(dg.Failure, match="not a date"):
+        _run_with_config(dataset, tmp_path / "wh.duckdb",
+                         {"ops": {"staging_events": {"config": {"reload_days": ["12/11/2018'; --"]}}}})
+
+
+def test_full_refresh_rereads_everything_with_the_same_result(dataset, tmp_path):
+    db = tmp_path / "wh.duckdb"
+    assert materialize_all(dataset, db).success
+    before = contents(db)
+    config = {"ops": {t: {"config": {"full_refresh": True}} for t in ("staging_events", "staging_songs")}}
+    result = _run_with_config(dataset, db, config)
+    md = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+          for e in result.get_asset_materialization_events()}
+    assert md["staging_events"]["files"].value == len(log_files(dataset))
+    assert contents(db) == before
+
+
+
+def test_new_song_file_is_loaded_and_matched(dataset, tmp_path):
+    raw, db = tmp_path / "raw", tmp_path / "wh.duckdb"
+    shutil.copytree(dataset, raw)
+    assert materialize_all(raw, db).success
+    song = {"num_songs": 1, "artist_id": "ARNEWARTIST0000001", "artist_latitude": None, "artist_longitude": None,
+            "artist_location": "", "artist_name": "New Artist", "song_id": "SONEWSONG000000001",
+            "title": "Brand New", "duration": 180.5, "year": 2020}
+    path = raw / "song_data" / "A" / "Z" / "Z" / "TRAZZNEW000000001.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(song))
+    assert materialize_all(raw, db).success
+    assert ("SONEWSONG000000001", "Brand New", "ARNEWARTIST0000001", 2020, 180.5) in table_rows(db, "songs")
+    assert_same_as_full_load(raw, db, tmp_path)
