@@ -1,4 +1,4 @@
-"""Create, inspect and tear down the Sparkify Redshift cluster (the seed projects' IaC notebooks, as a CLI).
+"""Create, inspect and tear down the Sparkify Redshift cluster: the seeds' IaC notebooks, as a CLI.
 
 ``sparkify-infra up --cidr CIDR`` does, idempotently (anything that already exists is reused):
 
@@ -152,7 +152,7 @@ def trust_policy() -> dict:
 
 
 def s3_read_policy(bucket: str | None) -> dict:
-    """The inline read-only S3 policy: ListBucket on the bucket, GetObject on its objects (or both on *)."""
+    """The inline read-only S3 policy: ListBucket on the bucket, GetObject on its objects (or *)."""
     if not bucket:
         statements = [{"Sid": "SparkifyS3ReadOnly", "Effect": "Allow",
                        "Action": list(READ_ONLY_ACTIONS), "Resource": "*"}]
@@ -242,7 +242,7 @@ def get_role_arn(iam, role_name: str) -> str | None:
 
 
 def delete_role(iam, role_name: str) -> bool:
-    """Delete the role's inline and attached policies, instance-profile links and the role; False if gone."""
+    """Delete the role's policies, instance-profile links and the role itself; False if gone."""
     try:
         for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
             for name in page["PolicyNames"]:
@@ -288,14 +288,32 @@ def cluster_create_params(cluster_id: str, node_type: str, nodes: int, db: str, 
     return params
 
 
-def ensure_cluster(redshift, params: dict, password: str) -> dict:
+def _create_cluster(redshift, params: dict, password: str, role_wait: float, interval: float) -> dict:
+    """create_cluster, retried for up to role_wait seconds while a new IAM role is not yet visible."""
+    deadline = time.monotonic() + role_wait
+    while True:
+        try:
+            return redshift.create_cluster(**params, MasterUserPassword=password)["Cluster"]
+        except ClientError as exc:
+            message = exc.response.get("Error", {}).get("Message", "").lower()
+            retriable = _code(exc).startswith("InvalidParameter") and "role" in message
+            if not retriable or time.monotonic() + interval > deadline:
+                raise
+            _say("the new IAM role is not visible to Redshift yet (IAM is eventually consistent); "
+                 f"retrying in {interval:g} s")
+            time.sleep(interval)
+
+
+def ensure_cluster(redshift, params: dict, password: str, *, role_wait: float = 60.0,
+                   interval: float = 5.0) -> dict:
     """Create the cluster unless one with that identifier exists; return its description."""
     cluster_id = params["ClusterIdentifier"]
     existing = describe_cluster(redshift, cluster_id)
     if existing is None:
         try:
-            created = redshift.create_cluster(**params, MasterUserPassword=password)["Cluster"]
-            kind = "1 node" if params["ClusterType"] == "single-node" else f"{params['NumberOfNodes']} nodes"
+            created = _create_cluster(redshift, params, password, role_wait, interval)
+            nodes = params.get("NumberOfNodes", 1)
+            kind = "1 node" if nodes == 1 else f"{nodes} nodes"
             _say(f"creating cluster {cluster_id} ({params['NodeType']}, {kind})")
             return created
         except ClientError as exc:
@@ -329,7 +347,7 @@ def wait_until_available(redshift, cluster_id: str, timeout: float, interval: fl
     while True:
         cluster = describe_cluster(redshift, cluster_id)
         if cluster is None:
-            raise InfraError(f"cluster {cluster_id} disappeared while waiting for it to become available")
+            raise InfraError(f"cluster {cluster_id} disappeared while waiting for it to come up")
         status = cluster.get("ClusterStatus", "?")
         if status == "available" and (cluster.get("Endpoint") or {}).get("Address"):
             return cluster
@@ -414,10 +432,11 @@ def cluster_security_group_ids(ec2, cluster: dict) -> list[str]:
 
 def open_port(ec2, group_id: str, network, port: int, cluster_id: str) -> bool:
     """Allow tcp `port` from `network` in the group; False if an identical rule already exists."""
+    description = _rule_description(cluster_id)
     if network.version == 6:
-        ranges = {"Ipv6Ranges": [{"CidrIpv6": str(network), "Description": _rule_description(cluster_id)}]}
+        ranges = {"Ipv6Ranges": [{"CidrIpv6": str(network), "Description": description}]}
     else:
-        ranges = {"IpRanges": [{"CidrIp": str(network), "Description": _rule_description(cluster_id)}]}
+        ranges = {"IpRanges": [{"CidrIp": str(network), "Description": description}]}
     try:
         ec2.authorize_security_group_ingress(
             GroupId=group_id,
@@ -436,7 +455,8 @@ def revoke_our_ingress(ec2, group_ids: list[str], cluster_id: str) -> list[str]:
     revoked = []
     for group in ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]:
         for perm in group.get("IpPermissions", []):
-            v4 = [{"CidrIp": r["CidrIp"]} for r in perm.get("IpRanges", []) if r.get("Description") == marker]
+            v4 = [{"CidrIp": r["CidrIp"]} for r in perm.get("IpRanges", [])
+                  if r.get("Description") == marker]
             v6 = [{"CidrIpv6": r["CidrIpv6"]} for r in perm.get("Ipv6Ranges", [])
                   if r.get("Description") == marker]
             if not (v4 or v6):
@@ -654,7 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cluster-id", default="sparkify", help="cluster identifier (default: sparkify)")
+    common.add_argument("--cluster-id", default="sparkify",
+                        help="cluster identifier (default: sparkify)")
     common.add_argument("--role-name", default="sparkify-redshift-s3-read",
                         help="IAM role Redshift assumes (default: sparkify-redshift-s3-read)")
     waiting = argparse.ArgumentParser(add_help=False)
