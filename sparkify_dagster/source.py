@@ -43,7 +43,7 @@ class RawFile:
 
     key: str
     size: int
-    version: str  # mtime_ns locally; the ETag on S3
+    version: str  # "<mtime_ns>-<size>" locally; the ETag on S3
 
 
 class RawDataSource(dg.ConfigurableResource):
@@ -95,7 +95,8 @@ class LocalFolderSource(RawDataSource):
                 if name.endswith(".json"):
                     path = Path(dirpath) / name
                     st = path.stat()
-                    found.append(RawFile(path.relative_to(base).as_posix(), st.st_size, str(st.st_mtime_ns)))
+                    version = f"{st.st_mtime_ns}-{st.st_size}"
+                    found.append(RawFile(path.relative_to(base).as_posix(), st.st_size, version))
         return sorted(found, key=lambda f: f.key)
 
     def read_bytes(self, key: str) -> bytes:
@@ -127,6 +128,13 @@ def parse_jsonpaths(data: bytes) -> list[str]:
             f"{JSONPATHS_KEY} has {count} paths; staging_events needs {len(DEFAULT_EVENT_JSONPATHS)} "
             f"(one per column, in column order)."
         )
+    from sparkify_dagster.warehouse.json_loader import jsonpath_to_duckdb
+
+    for number, path in enumerate(paths, start=1):
+        try:
+            jsonpath_to_duckdb(path)
+        except ValueError as exc:
+            raise SourceError(f"{JSONPATHS_KEY}: path {number} is not supported: {exc}") from None
     return paths
 
 

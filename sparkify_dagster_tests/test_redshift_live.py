@@ -25,5 +25,5 @@ def test_whole_graph_and_every_check_on_redshift():
                             selection=dg.AssetSelection.assets(*assets))
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    warehouse = defs.resources["warehouse"]
+    warehouse = defs.resources["warehouse"].process_config_and_initialize()
     assert warehouse.query('SELECT COUNT(*) FROM "songplays"')[0][0] > 0

@@ -128,9 +128,11 @@ class DuckDBWarehouse(Warehouse):
                     s.execute(f"DELETE FROM {name}")
                     s.execute(f"DELETE FROM {errors} WHERE table_name = ?", [table.name])
                     s.execute(f"DELETE FROM {manifest} WHERE table_name = ?", [table.name])
-                elif plan.stale_keys:
+                elif plan.stale_keys or plan.to_load:
+                    # Rows of changed or vanished files go; so do rejects left by failed loads of a file.
+                    stale = sorted(set(plan.stale_keys) | {f.key for f in plan.to_load})
                     s.execute("CREATE OR REPLACE TEMP TABLE _stale AS SELECT unnest(?::VARCHAR[]) AS source_file",
-                              [plan.stale_keys])
+                              [stale])
                     s.execute(f"DELETE FROM {name} WHERE source_file IN (SELECT source_file FROM _stale)")
                     for book in (errors, manifest):
                         s.execute(f"DELETE FROM {book} WHERE table_name = ? "
@@ -234,6 +236,14 @@ class DuckDBWarehouse(Warehouse):
 
     def _record_failed_load_errors(self, s, table: Table, rows: list[tuple]) -> None:
         s.execute("BEGIN")
+        # A retry of a failed load replaces that load's rejects instead of piling them up; rejects of
+        # files that are loaded (in the manifest) belong to the staged data and stay.
+        s.execute(
+            f"DELETE FROM {quote_ident(LOAD_ERRORS.name)} WHERE table_name = ? AND source_file IN "
+            f"(SELECT unnest(?::VARCHAR[])) AND source_file NOT IN "
+            f"(SELECT source_file FROM {quote_ident(LOADED_FILES.name)} WHERE table_name = ?)",
+            [table.name, sorted({r[1] for r in rows}), table.name],
+        )
         if rows:
             s.con.executemany(f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         s.execute("COMMIT")

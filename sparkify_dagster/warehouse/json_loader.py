@@ -97,7 +97,7 @@ def frame_stream(candidates: Sequence[tuple[int, str]]) -> list[tuple[int, str]]
         line_number = bisect_right(starts, pos)
         try:
             _value, end = decoder.raw_decode(text, pos)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder allows
             end = text.find("\n", pos)
             end = end_of_text if end < 0 else end
         records.append((line_number, text[pos:end]))
@@ -174,12 +174,18 @@ def _value_and_error(col: Column, i: int) -> tuple[str, str]:
             f"WHEN NOT {digits} THEN 'Invalid digit: ' || left(to_json({s})::VARCHAR, 60) || ' is not an {col.type}' "
             f"WHEN try_cast(trim({s}) AS {sql_type}) IS NULL "
             f"THEN 'Numeric overflow: ' || left({s}, 60) || ' out of range for {col.type}' END "
-            f"WHEN {t} = 'DOUBLE' THEN 'Invalid digit: ' || left({s}, 60) || ' is not an {col.type}' "
+            f"WHEN {t} = 'DOUBLE' THEN CASE WHEN regexp_full_match({s}, '-?[0-9]+') "
+            f"THEN 'Numeric overflow: ' || left({s}, 60) || ' out of range for {col.type}' "
+            f"ELSE 'Invalid digit: ' || left({s}, 60) || ' is not an {col.type}' END "
             f"ELSE 'Invalid digit: a JSON ' || lower({t}) || ' is not an {col.type}' END"
         )
         return value, error
     if col.type == "double":
-        numeric = f"try_cast(trim({s}) AS DOUBLE)"
+        # Only what Redshift reads as a number: DuckDB's cast also takes "1_000" or "+-1".
+        numeric = (
+            f"CASE WHEN regexp_full_match(trim({s}), '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?') "
+            f"THEN try_cast(trim({s}) AS DOUBLE) END"
+        )
         value = (
             f"CASE WHEN {t} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN try_cast({s} AS DOUBLE) "
             f"WHEN {t} = 'VARCHAR' AND trim({s}) <> '' THEN {numeric} END"
