@@ -74,3 +74,17 @@ def test_every_materialization_reports_row_count_schema_and_table_name(tmp_path)
         assert [c.name for c in schema.columns][:2] and all(c.description for c in schema.columns)
     assert seen["staging_events"]["records_read"].value == seen["staging_events"]["dagster/row_count"].value
     assert "|" in seen["songplays"]["preview"].value
+
+
+def test_tables_of_an_older_shape_are_rebuilt_and_staging_reloads(tmp_path):
+    import duckdb
+
+    from sparkify_dagster_tests.conftest import table_rows
+
+    db = tmp_path / "old.duckdb"
+    assert materialize_all(SAMPLE_DATA_DIR, db).success
+    events = table_rows(db, "staging_events")
+    with duckdb.connect(str(db)) as con:  # the manifest as an older version wrote it
+        con.execute("ALTER TABLE loaded_files DROP COLUMN file_version")
+    assert materialize_all(SAMPLE_DATA_DIR, db).success
+    assert table_rows(db, "staging_events") == events  # reloaded once, not duplicated

@@ -47,7 +47,9 @@ def _day_keys(days: list[str], files: list) -> frozenset[str]:
 
 def _load(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse,
           raw_data: RawDataSource, table: Table, prefix: str, jsonpaths: list[str] | None) -> dg.MaterializeResult:
-    warehouse.ensure_tables()
+    rebuilt = warehouse.ensure_tables()
+    if rebuilt:
+        context.log.warning(f"rebuilt tables of an older shape (every raw file reloads): {', '.join(rebuilt)}")
     files = raw_data.list_files(prefix)
     if config.reload_days and table.name != STAGING_EVENTS.name:
         raise dg.Failure("reload_days applies to staging_events only")

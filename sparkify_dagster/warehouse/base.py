@@ -181,10 +181,29 @@ class Warehouse(dg.ConfigurableResource):
                 raise
             s.execute("COMMIT")
 
-    def ensure_tables(self, tables: Sequence[Table] = ALL_TABLES) -> None:
+    def ensure_tables(self, tables: Sequence[Table] = ALL_TABLES) -> list[str]:
+        """Create missing tables; rebuild ones whose columns differ from the catalog (an older version).
+
+        Every table is derived from the raw data, so a table with an outdated shape is dropped and
+        recreated empty; if the load manifest is among them, staging is emptied too, so the next run
+        reloads every raw file instead of duplicating rows. Returns the tables rebuilt.
+        """
+        names = [t.name for t in tables]
         with self.session() as s:
+            existing: dict[str, list[str]] = {}
+            for table_name, column_name in s.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+            ):
+                existing.setdefault(table_name, []).append(column_name)
+            outdated = {t.name for t in tables if t.name in existing and existing[t.name] != t.column_names}
+            if "loaded_files" in outdated:
+                outdated |= {"staging_events", "staging_songs", "load_errors"} & set(existing) & set(names)
             for table in tables:
+                if table.name in outdated:
+                    s.execute(f"DROP TABLE {quote_ident(table.name)}")
                 s.execute(self.dialect.create_table(table))
+        return sorted(outdated)
 
     def replace_table(self, table: Table, select_sql: str) -> int:
         """Atomically replace a table's rows by a SELECT (DELETE+INSERT in one transaction)."""
