@@ -92,7 +92,7 @@ def test_dwh_cfg_of_the_seed_projects_is_reused_unchanged(tmp_path, monkeypatch,
     # The environment wins over the file.
     assert load_settings({**env, "REDSHIFT_HOST": "other.host"}).host == "other.host"
     out = rendered(env, monkeypatch, capsys)
-    assert "FROM 's3://udacity-dend/log_data/2018/11/2018-11-01-events.json'" in out
+    assert "-- manifest entry: s3://udacity-dend/log_data/2018/11/2018-11-01-events.json" in out
     assert PASSWORD not in out
 
 
@@ -177,7 +177,7 @@ class FakeCursor:
             if self.conn.copies == self.conn.fail_on_copy:
                 raise RuntimeError("Load into table failed. Check 'stl_load_errors' system table for details.")
         elif "pg_last_copy_count" in sql:
-            self.description, self.rows = [("n",)], [(self.conn.copy_counts.pop(0),)]
+            self.description, self.rows = [("n", "id")], [(self.conn.copy_counts.pop(0), self.conn.copies)]
         elif "stl_load_errors" in sql:
             self.description = [("f",)]
             if "pg_backend_pid" in sql:

@@ -37,6 +37,7 @@ from sparkify_dagster.warehouse.base import (
     Warehouse,
     quote_ident,
     quote_literal,
+    rollback,
 )
 
 MANIFEST_PREFIX = "_sparkify_manifests/"
@@ -127,6 +128,11 @@ def copy_sql(
 def manifest_json(uris: Sequence[str]) -> bytes:
     """A COPY manifest naming every file exactly (mandatory: a missing file fails the COPY)."""
     return json.dumps({"entries": [{"url": u, "mandatory": True} for u in uris]}, indent=1).encode()
+
+
+def event_manifest_key(load_id: str, n: int) -> str:
+    """Where the one-entry COPY manifest of the n-th log file of a load is written."""
+    return f"{MANIFEST_PREFIX}{STAGING_EVENTS.name}/{load_id}/{n:05d}.manifest"
 
 
 def _temp_name(table: Table) -> str:
@@ -235,16 +241,20 @@ class RedshiftWarehouse(Warehouse):
             log.info(f"{table.name}: all {len(files):,} files unchanged since the last load")
             return report
         units = self.copy_units(table, files, source.s3_uri, self._jsonpaths_uri(table, source),
-                                self._manifest_key(table, source, files, load_id))
+                                self._manifest_key(table, source, files, load_id),
+                                self._event_manifests(table, source, files, load_id))
         with self.session() as s:
             s.execute("BEGIN")
+            in_copy, last_copy_id = False, -1  # the failing statement was a COPY; the last COPY that loaded
             try:
                 for statement in staging_prologue(table):
                     s.execute(statement)
                 for done, (unit_key, copy) in enumerate(units, start=1):
                     s.execute(f"DELETE FROM {quote_ident(_temp_name(table))}")
+                    in_copy = True
                     s.execute(copy)
-                    staged = s.execute("SELECT pg_last_copy_count()")[0][0]
+                    in_copy = False
+                    staged, last_copy_id = s.execute("SELECT pg_last_copy_count(), pg_last_copy_id()")[0]
                     errors = s.execute(
                         "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
                         "FROM stl_load_errors WHERE query = pg_last_copy_id() ORDER BY filename, line_number"
@@ -258,8 +268,9 @@ class RedshiftWarehouse(Warehouse):
                     ][: max(0, 10 - len(report.first_errors))]
                     log.info(f"{table.name}: {done}/{len(units)} COPY statements, {report.records_staged:,} rows")
             except BaseException as exc:
-                s.execute("ROLLBACK")
-                failed = self._session_load_errors(s)
+                # Only a COPY that failed on its data has rejects of its own (newer than the last COPY
+                # that loaded); any other failure, or a dead connection, surfaces as it is.
+                failed = self._session_load_errors(s, last_copy_id) if rollback(s, exc) and in_copy else []
                 if failed:
                     # COPY stops past MAXERROR; keep its rejects visible, like stl_load_errors itself.
                     s.execute("BEGIN")
@@ -277,14 +288,22 @@ class RedshiftWarehouse(Warehouse):
         return report
 
     def copy_units(self, table: Table, files: Sequence[Any], s3_uri: Any, jsonpaths_uri: str | None,
-                   manifest_key: str | None) -> list[tuple[str, str]]:
-        """(source_file, COPY) pairs: one per log file for events, one manifest for songs. Pure."""
+                   manifest_key: str | None, event_manifests: dict[str, str]) -> list[tuple[str, str]]:
+        """(source_file, COPY) pairs: one per log file for events, one manifest for songs. Pure.
+
+        COPY FROM 's3://…/key' loads every object whose key starts with that string (…events.json.bak,
+        …events.json/part-0.json), so each log file is read through a one-entry manifest
+        (``event_manifests``: log file key -> manifest key) naming exactly that object."""
         columns = [c.name for c in table.columns if c.name != "source_file"]
         common = dict(iam_role_arn=self.iam_role_arn, region=self.region, max_errors=self.max_errors)
         temp = _temp_name(table)
         if table.name == STAGING_EVENTS.name:
-            return [(f.key, copy_sql(temp, columns, s3_uri(f.key), json_option=jsonpaths_uri, **common))
-                    for f in files]
+            units = []
+            for f in files:
+                checked_s3_uri(s3_uri(f.key))  # a refusal names the object, not its manifest
+                units.append((f.key, copy_sql(temp, columns, s3_uri(event_manifests[f.key]),
+                                              json_option=jsonpaths_uri, manifest=True, **common)))
+            return units
         return [(manifest_key, copy_sql(temp, columns, s3_uri(manifest_key), json_option="auto",
                                         manifest=True, **common))]
 
@@ -299,6 +318,14 @@ class RedshiftWarehouse(Warehouse):
         return source.s3_uri(source.write_bytes(f"{MANIFEST_PREFIX}{JSONPATHS_KEY}", body))
 
     @staticmethod
+    def _event_manifests(table: Table, source: Any, files: Sequence[Any], load_id: str) -> dict[str, str]:
+        """Write one manifest per log file (every key checked before anything is written)."""
+        if table.name != STAGING_EVENTS.name:
+            return {}
+        bodies = [(f.key, manifest_json([checked_s3_uri(source.s3_uri(f.key))])) for f in files]
+        return {key: source.write_bytes(event_manifest_key(load_id, n), body) for n, (key, body) in enumerate(bodies)}
+
+    @staticmethod
     def _manifest_key(table: Table, source: Any, files: Sequence[Any], load_id: str) -> str | None:
         if table.name == STAGING_EVENTS.name:
             return None
@@ -306,12 +333,16 @@ class RedshiftWarehouse(Warehouse):
         return source.write_bytes(f"{MANIFEST_PREFIX}{table.name}/{load_id}.manifest", body)
 
     @staticmethod
-    def _session_load_errors(s: _RedshiftSession) -> list[tuple]:
-        """Rejects of this session's most recent failed COPY (stl_load_errors survives the rollback)."""
+    def _session_load_errors(s: _RedshiftSession, after_query: int) -> list[tuple]:
+        """Rejects of this session's failed COPY (stl_load_errors survives the rollback): the newest
+        query with rejects, if newer than the last COPY that loaded. A COPY refused before loading
+        (access denied, missing object) has none and does not move pg_last_copy_id(), so without the
+        bound an earlier COPY's tolerated rejects would be blamed."""
         return s.execute(
             "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
             "FROM stl_load_errors WHERE query = (SELECT MAX(query) FROM stl_load_errors "
-            "WHERE session = pg_backend_pid()) ORDER BY filename, line_number"
+            "WHERE session = pg_backend_pid() AND query > ?) ORDER BY filename, line_number",
+            [after_query],
         )
 
     @staticmethod
