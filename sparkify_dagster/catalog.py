@@ -36,6 +36,7 @@ class Table:
     distkey: str | None = None
     sortkey: tuple[str, ...] = ()
     foreign_keys: dict[str, str] = field(default_factory=dict)
+    schema: str | None = None  # None: the warehouse's default schema
 
     @property
     def column_names(self) -> list[str]:

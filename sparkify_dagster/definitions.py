@@ -10,9 +10,11 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import dagster as dg
 
+from sparkify_dagster.assets.analytics import build_analytics_assets
 from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
 from sparkify_dagster.assets.staging import build_staging_assets
 from sparkify_dagster.assets.star import build_star_assets
@@ -89,8 +91,14 @@ def build_defs(target: str | None = None) -> dg.Definitions:
     target = (target or os.environ.get("SPARKIFY_TARGET") or "duckdb").lower()
     resources = build_resources(target)
     engine_kind = resources["warehouse"].kind
+    assets = [SONG_DATA, LOG_DATA, *build_staging_assets(engine_kind), *build_star_assets(engine_kind),
+              *build_analytics_assets(engine_kind)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta in Dagster 1.13
+        # Each materializable asset links to the function that builds it ("Source code" in the UI).
+        assets = dg.with_source_code_references(assets)
     return dg.Definitions(
-        assets=[SONG_DATA, LOG_DATA, *build_staging_assets(engine_kind), *build_star_assets(engine_kind)],
+        assets=assets,
         asset_checks=build_checks(),
         jobs=[data_quality_checks_job, load_warehouse_job, full_refresh_job],
         sensors=[new_raw_files_sensor],

@@ -13,6 +13,7 @@ import json
 
 import dagster as dg
 
+from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster.assets.staging import StagingLoadConfig
 from sparkify_dagster.assets.star import STAR_DEPS
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS
@@ -48,11 +49,12 @@ daily_refresh_schedule = dg.ScheduleDefinition(
 
 
 def downstream_of(table: str) -> list[str]:
-    """The staging table and every star table built from it, directly or not."""
+    """The staging table and every star and analytics table built from it, directly or not."""
+    graph = {**STAR_DEPS, **{a.name: list(a.deps) for a in ANALYSES}}
     found, frontier = {table}, [table]
     while frontier:
         current = frontier.pop()
-        for child, parents in STAR_DEPS.items():
+        for child, parents in graph.items():
             if current in parents and child not in found:
                 found.add(child)
                 frontier.append(child)

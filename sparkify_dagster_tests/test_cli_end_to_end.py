@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster_tests.conftest import REAL_SAMPLE, requires_real_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def test_dagster_dev_serves_the_same_graph(tmp_path):
         assert nodes, "dagster dev did not serve the asset graph within 120 s"
         keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert keys == {"song_data", "log_data", "staging_events", "staging_songs",
-                        "songplays", "users", "songs", "artists", "time"}
+                        "songplays", "users", "songs", "artists", "time", *(a.name for a in ANALYSES)}
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

@@ -4,12 +4,14 @@ import dagster as dg
 import pytest
 
 from sparkify_dagster import defs
+from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster.catalog import STAGING_TABLES, STAR_TABLES
 from sparkify_dagster.definitions import ConfigurationError, build_defs
 from sparkify_dagster.source import SAMPLE_DATA_DIR
 from sparkify_dagster_tests.conftest import materialize_all
 
 TABLE_ASSETS = [t.name for t in STAGING_TABLES + STAR_TABLES]
+ANALYTICS_ASSETS = [a.name for a in ANALYSES]
 
 
 def _graph():
@@ -66,10 +68,11 @@ def test_every_materialization_reports_row_count_schema_and_table_name(tmp_path)
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
         seen[mat.asset_key.to_user_string()] = mat.metadata
-    assert set(seen) == set(TABLE_ASSETS)
+    assert set(seen) == set(TABLE_ASSETS) | set(ANALYTICS_ASSETS)
     for name, md in seen.items():
         assert md["dagster/row_count"].value > 0, name
-        assert md["dagster/table_name"].value == f"wh.main.{name}"
+        schema = "analytics" if name in ANALYTICS_ASSETS else "main"
+        assert md["dagster/table_name"].value == f"wh.{schema}.{name}"
         schema = md["dagster/column_schema"].schema
         assert [c.name for c in schema.columns][:2] and all(c.description for c in schema.columns)
     assert seen["staging_events"]["records_read"].value == seen["staging_events"]["dagster/row_count"].value

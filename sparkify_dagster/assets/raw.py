@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from sparkify_dagster.assets.metadata import OWNERS, code_references
+
 RAW_GROUP = "raw"
 
 SONG_DATA = dg.AssetSpec(
@@ -11,6 +13,8 @@ SONG_DATA = dg.AssetSpec(
     description="Raw song metadata: one JSON object per file under song_data/A/B/C/TR….json.",
     group_name=RAW_GROUP,
     kinds={"s3", "json"},
+    owners=OWNERS,
+    metadata=code_references("source.py"),
 )
 
 LOG_DATA = dg.AssetSpec(
@@ -18,4 +22,6 @@ LOG_DATA = dg.AssetSpec(
     description="Raw app event logs: one JSON-lines file per day under log_data/YYYY/MM/YYYY-MM-DD-events.json.",
     group_name=RAW_GROUP,
     kinds={"s3", "json"},
+    owners=OWNERS,
+    metadata=code_references("source.py", "sample_data/log_json_path.json"),
 )

@@ -11,7 +11,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
-from sparkify_dagster.assets.metadata import markdown_table, table_metadata
+from sparkify_dagster.assets.metadata import OWNERS, code_references, markdown_table, table_metadata, table_preview
 from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS, Table
 from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource
@@ -19,6 +19,19 @@ from sparkify_dagster.warehouse.base import LoadReport, Warehouse
 
 STAGING_GROUP = "staging"
 WAREHOUSE_POOL = "sparkify_warehouse"
+# A few staged rows in the UI (the telling columns), in a stable order: staging has no key, so
+# file, then time and position.
+PREVIEW_ORDER = {
+    STAGING_EVENTS.name: ("source_file", "ts", "session_id", "item_in_session"),
+    STAGING_SONGS.name: ("source_file", "song_id"),
+}
+PREVIEW_COLUMNS = {
+    STAGING_EVENTS.name: ("source_file", "ts", "user_id", "level", "page", "song", "artist", "length",
+                          "session_id", "item_in_session"),
+    STAGING_SONGS.name: ("source_file", "song_id", "title", "artist_id", "artist_name", "duration", "year"),
+}
+# Where a raw record becomes a row: the embedded engine's COPY, and Redshift's.
+STAGING_CODE = ("warehouse/json_loader.py", "warehouse/redshift.py")
 
 
 class StagingLoadConfig(dg.Config):
@@ -59,7 +72,14 @@ def _load(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehous
         full_refresh=config.full_refresh, reload_keys=_day_keys(config.reload_days, files),
     )
     _log_report(context, report)
-    return dg.MaterializeResult(metadata={**table_metadata(table, warehouse), **_report_metadata(report)})
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(table, warehouse),
+            **_report_metadata(report),
+            "preview": table_preview(warehouse, table, PREVIEW_ORDER[table.name],
+                                     columns=PREVIEW_COLUMNS[table.name]),
+        }
+    )
 
 
 def _log_report(context: dg.AssetExecutionContext, report: LoadReport) -> None:
@@ -98,6 +118,8 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
         kinds={engine_kind},
         pool=WAREHOUSE_POOL,
         description=STAGING_EVENTS.description,
+        owners=OWNERS,
+        metadata=code_references(*STAGING_CODE),
     )
     def staging_events(
         context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource
@@ -112,6 +134,8 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
         kinds={engine_kind},
         pool=WAREHOUSE_POOL,
         description=STAGING_SONGS.description,
+        owners=OWNERS,
+        metadata=code_references(*STAGING_CODE),
     )
     def staging_songs(
         context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from sparkify_dagster.assets.metadata import markdown_table, table_metadata
+from sparkify_dagster.assets.metadata import OWNERS, code_references, markdown_table, table_metadata
 from sparkify_dagster.assets.staging import WAREHOUSE_POOL
 from sparkify_dagster.catalog import ARTISTS, SONGPLAYS, SONGS, TIME, USERS, Table
 from sparkify_dagster.transforms import transform_sql
@@ -47,6 +47,8 @@ def _star_asset(table: Table, engine_kind: str) -> dg.AssetsDefinition:
         kinds={engine_kind},
         pool=WAREHOUSE_POOL,
         description=table.description,
+        owners=OWNERS,
+        metadata=code_references(f"sql/{table.name}.sql"),
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         return rebuild(context, warehouse, table)

@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import replace
 
+from sparkify_dagster.assets.analytics import analytics_statements
 from sparkify_dagster.catalog import ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, TABLES
 from sparkify_dagster.source import LOG_PREFIX, RawFile, split_s3_uri
 from sparkify_dagster.transforms import transform_sql
@@ -21,6 +22,8 @@ from sparkify_dagster.warehouse.redshift import (
     MANIFEST_PREFIX,
     RedshiftDialect,
     RedshiftWarehouse,
+    UnsafeValueError,
+    event_manifest_key,
     staging_insert,
     staging_prologue,
 )
@@ -79,13 +82,16 @@ def redshift_statements(settings: RedshiftSettings, log_files: list[RawFile], ma
     ]
     for table, files, jsonpaths_key, manifest_key in loads:
         out += ["BEGIN", *staging_prologue(table)]
+        event_manifests = {f.key: event_manifest_key("RUN_ID", n) for n, f in enumerate(files)}
         for unit_key, copy in wh.copy_units(table, files, s3_uri, jsonpaths_key and s3_uri(jsonpaths_key),
-                                            manifest_key and manifest_key.replace("<run id>", "RUN_ID")):
-            out += [f'DELETE FROM "{table.name}_load"', copy, staging_insert(table, unit_key)]
+                                            manifest_key and manifest_key.replace("<run id>", "RUN_ID"),
+                                            event_manifests):
+            note = f"-- manifest entry: {s3_uri(unit_key)}\n" if unit_key in event_manifests else ""
+            out += [f'DELETE FROM "{table.name}_load"', note + copy, staging_insert(table, unit_key)]
         out.append("COMMIT")
     for name in STAR_ORDER:
         out += ["BEGIN", *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
-    return out
+    return out + analytics_statements(dialect)
 
 
 def duckdb_statements() -> list[str]:
@@ -96,7 +102,7 @@ def duckdb_statements() -> list[str]:
     out = [dialect.create_table(t) for t in ALL_TABLES]
     for name in STAR_ORDER:
         out += ["BEGIN", *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
-    return out
+    return out + analytics_statements(dialect)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,11 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=("redshift", "duckdb"), default="redshift")
     args = parser.parse_args(argv)
     notes: list[str] = []
-    if args.target == "redshift":
-        settings = _settings(notes)
-        statements = redshift_statements(settings, _log_files(settings, notes))
-    else:
-        statements = duckdb_statements()
+    try:
+        if args.target == "redshift":
+            settings = _settings(notes)
+            statements = redshift_statements(settings, _log_files(settings, notes))
+        else:
+            statements = duckdb_statements()
+    except UnsafeValueError as exc:
+        print(f"sparkify-sql: error: {exc}", file=sys.stderr)
+        return 2
     for note in notes:
         print(f"-- {note}")
     sys.stdout.write(";\n\n".join(statements) + ";\n")

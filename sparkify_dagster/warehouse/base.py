@@ -34,10 +34,16 @@ def quote_literal(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def relation(table: Table) -> str:
+    """A table's quoted name, schema-qualified when the table names a schema: "analytics"."top_songs"."""
+    name = quote_ident(table.name)
+    return f"{quote_ident(table.schema)}.{name}" if table.schema else name
+
+
 def replace_statements(table: Table, select_sql: str) -> list[str]:
     """DELETE+INSERT (never TRUNCATE, which commits on Redshift), run inside one transaction."""
     cols = ", ".join(quote_ident(c) for c in table.column_names)
-    return [f"DELETE FROM {quote_ident(table.name)}", f"INSERT INTO {quote_ident(table.name)} ({cols})\n{select_sql}"]
+    return [f"DELETE FROM {relation(table)}", f"INSERT INTO {relation(table)} ({cols})\n{select_sql}"]
 
 
 class Dialect:
@@ -66,7 +72,7 @@ class Dialect:
             for c in table.columns
         ]
         body = ",\n".join(cols + [f"    {c}" for c in self.constraints(table)])
-        return f"CREATE TABLE IF NOT EXISTS {quote_ident(table.name)} (\n{body}\n){self.table_options(table)}"
+        return f"CREATE TABLE IF NOT EXISTS {relation(table)} (\n{body}\n){self.table_options(table)}"
 
     def epoch_ms_to_timestamp(self, expr: str) -> str:
         raise NotImplementedError
@@ -124,6 +130,18 @@ def plan_load(loaded: dict[str, str], files: Sequence[Any], *, full_refresh: boo
     return LoadPlan(to_load, stale, len(files) - len(to_load))
 
 
+def rollback(s: Session, cause: BaseException) -> bool:
+    """ROLLBACK after ``cause``; True if it ran. When the connection is gone the server discards the
+    open transaction anyway, so a failing ROLLBACK must not replace the error that caused it."""
+    try:
+        s.execute("ROLLBACK")
+        return True
+    except Exception as exc:
+        if hasattr(cause, "add_note"):  # Python 3.11+
+            cause.add_note(f"(ROLLBACK failed too: {type(exc).__name__}: {exc})")
+        return False
+
+
 class TooManyLoadErrors(Exception):
     """A load rejected more records than the configured limit; nothing was committed."""
 
@@ -176,8 +194,8 @@ class Warehouse(dg.ConfigurableResource):
             s.execute("BEGIN")
             try:
                 yield s
-            except BaseException:
-                s.execute("ROLLBACK")
+            except BaseException as exc:
+                rollback(s, exc)
                 raise
             s.execute("COMMIT")
 
@@ -210,11 +228,11 @@ class Warehouse(dg.ConfigurableResource):
         with self.transaction() as s:
             for statement in replace_statements(table, select_sql):
                 s.execute(statement)
-            return s.execute(f"SELECT COUNT(*) FROM {quote_ident(table.name)}")[0][0]
+            return s.execute(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         with self.session() as s:
             return s.execute(sql, params)
 
     def row_count(self, table: Table) -> int:
-        return self.query(f"SELECT COUNT(*) FROM {quote_ident(table.name)}")[0][0]
+        return self.query(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]
