@@ -19,6 +19,7 @@ from sparkify_dagster.warehouse.base import (
     Warehouse,
     plan_load,
     quote_ident,
+    rollback,
 )
 
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
@@ -164,13 +165,13 @@ class DuckDBWarehouse(Warehouse):
                         f"SELECT * FROM {errors} WHERE table_name = ? AND load_id = ?", [table.name, load_id]
                     )
                     raise TooManyLoadErrors(_too_many_message(report, self.max_errors))
-            except TooManyLoadErrors:
-                s.execute("ROLLBACK")
-                # Like stl_load_errors, the rejects of a failed load stay visible; the table is untouched.
-                self._record_failed_load_errors(s, table, rejected_rows)
+            except TooManyLoadErrors as exc:
+                if rollback(s, exc):
+                    # Like stl_load_errors, the rejects of a failed load stay visible; the table is untouched.
+                    self._record_failed_load_errors(s, table, rejected_rows)
                 raise
-            except BaseException:
-                s.execute("ROLLBACK")
+            except BaseException as exc:
+                rollback(s, exc)
                 raise
             s.execute("COMMIT")
         report.seconds = time.monotonic() - started
