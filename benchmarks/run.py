@@ -1,0 +1,394 @@
+"""Benchmark harness (not pytest): time the embedded warehouse at udacity / medium / large sizes.
+
+For each preset it generates the data with ``sparkify-generate`` (kept between invocations unless
+``--regenerate``), then times, each under ``/usr/bin/time -v`` (wall clock, CPU time and peak RSS of the
+whole process) and each right after reading every raw file once (page cache warm):
+
+  full        ``dagster asset materialize -m sparkify_dagster --select '*'`` into a fresh DuckDB file
+  nothing new the same command again: no raw file changed (fixed cost: Dagster, listing, star rebuild, checks)
+  one day     a 31st daily log file (a copy of the last day, shifted by one day, with new sessionIds)
+              is added and the command runs again: the incremental load into the 30-day warehouse
+  floor       ``benchmarks/floor.py``: the same load and star SQL as one plain DuckDB script
+
+``--repeat N`` runs the sequence N times and reports the fastest of each (the machine may be shared);
+every measurement is kept in ``results.json``. Results go to ``benchmarks/results.md``.
+
+    python benchmarks/run.py --presets udacity medium
+    python benchmarks/run.py --presets large --repeat 1 --no-naive-floor
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from sparkify_dagster.warehouse.duckdb import DEFAULT_MEMORY_LIMIT  # noqa: E402
+REPO = HERE.parent
+BIN = Path(sys.executable).parent
+TIME = "/usr/bin/time"
+MATERIALIZE = [str(BIN / "dagster"), "asset", "materialize", "-m", "sparkify_dagster", "--select", "*"]
+STAGING = ("staging_events", "staging_songs")
+STAR = ("songplays", "users", "songs", "artists", "time")
+DAY_MS = 86_400_000
+SESSION_SHIFT = 100_000_000  # new sessionIds for the added day: far above any generated one
+
+_TS = re.compile(rb'"ts":(\d+)')
+_SESSION = re.compile(rb'"sessionId":(\d+)')
+_STEP_DONE = re.compile(r'Finished execution of step "([a-z_]+)" in ((?:[0-9.]+(?:ms|s|m))+)')
+_DURATION = re.compile(r"([0-9.]+)(ms|s|m)")
+_MATERIALIZED = re.compile(r" - ([a-z_]+) - ASSET_MATERIALIZATION - ")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def timed(cmd: list[str], env: dict, out: Path, warm: Path | None = None) -> dict:
+    """Run ``cmd`` under /usr/bin/time -v (after reading ``warm`` once, so the page cache holds the raw
+    files): wall seconds, CPU seconds (user + system), peak RSS (MiB), the step times in its log."""
+    if warm is not None:
+        warm_cache(warm)
+    load_before = os.getloadavg()[0]
+    with out.open("w") as handle:
+        proc = subprocess.run([TIME, "-v", *cmd], env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    text = out.read_text(errors="replace")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    cpu = sum(float(v) for v in re.findall(r"(?:User|System) time \(seconds\): ([0-9.]+)", text))
+    if proc.returncode != 0 or not wall or not rss:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); see {out}")
+    parts = [float(p) for p in wall.group(1).split(":")]
+    seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    steps, assets = parse_steps(text)
+    return {"seconds": seconds, "cpu_seconds": round(cpu, 2), "rss_mib": int(rss.group(1)) / 1024, "log": str(out),
+            "steps": steps, "assets": assets, "load_before": round(load_before, 2)}
+
+
+def parse_steps(text: str) -> tuple[dict[str, float], list[str]]:
+    """Each step's duration (Dagster's own timer) and the steps that materialized an asset (not checks)."""
+    steps: dict[str, float] = {}
+    for step, *parts in _STEP_DONE.findall(text):
+        steps[step] = sum(float(v) * {"ms": 0.001, "s": 1, "m": 60}[u] for v, u in _DURATION.findall(parts[0]))
+    assets = sorted(set(_MATERIALIZED.findall(text)))
+    return steps, assets
+
+
+def table_counts(db: Path) -> dict[str, int]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in (*STAGING, *STAR)}
+    finally:
+        con.close()
+
+
+def remove_db(db: Path) -> None:
+    for path in (db, db.with_name(db.name + ".wal"), db.with_name(db.name + ".tmp")):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def warm_cache(root: Path) -> tuple[int, int, float]:
+    """Read every raw file once so that no timed run pays for the disk: (files, bytes, seconds)."""
+    started, files, size = time.monotonic(), 0, 0
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(dirpath, name), "rb") as handle:
+                while chunk := handle.read(1 << 24):
+                    size += len(chunk)
+            files += 1
+    return files, size, time.monotonic() - started
+
+
+def add_day(root: Path, marker: Path) -> tuple[Path, int]:
+    """A 31st day: the last day's events, one day later, with new sessionIds (streamed line by line)."""
+    days = sorted((root / "log_data").rglob("*-events.json"))
+    last = days[-1]
+    date = dt.date.fromisoformat(last.name[:10]) + dt.timedelta(days=1)
+    new = root / "log_data" / f"{date.year:04d}" / f"{date.month:02d}" / f"{date.isoformat()}-events.json"
+    new.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(new))
+    records = 0
+    with last.open("rb") as src, new.open("wb") as dst:
+        for line in src:
+            line = _TS.sub(lambda m: b'"ts":%d' % (int(m.group(1)) + DAY_MS), line, count=1)
+            line = _SESSION.sub(lambda m: b'"sessionId":%d' % (int(m.group(1)) + SESSION_SHIFT), line, count=1)
+            dst.write(line)
+            records += line.strip() != b""
+    return new, records
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    import dagster
+    import duckdb
+
+    return {
+        "nproc": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kb / 1024 ** 2, 1),
+        "python": platform.python_version(), "duckdb": duckdb.__version__, "dagster": dagster.__version__,
+        "kernel": platform.release(),
+    }
+
+
+# ------------------------------------------------------------------------------------------ one preset
+def bench_preset(preset: str, work: Path, args: argparse.Namespace) -> dict:
+    base = work / preset
+    raw, logs = base / "raw", base / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SPARKIFY_TARGET": "duckdb", "SPARKIFY_DATA_URI": str(raw),
+           "DAGSTER_HOME": str(base / "dagster_home"), "PYTHONUNBUFFERED": "1"}
+    env.pop("SPARKIFY_MAX_ERRORS", None)
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    result: dict = {"preset": preset, "runs": [],
+                    "when": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"}
+
+    marker = base / "added_day"  # a day added by an interrupted earlier invocation goes first
+    if marker.exists():
+        Path(marker.read_text()).unlink(missing_ok=True)
+        marker.unlink()
+    if args.regenerate or not (raw / "log_data").is_dir():
+        if raw.exists():
+            shutil.rmtree(raw)
+        log(f"{preset}: generating data")
+        gen = timed([str(BIN / "sparkify-generate"), "--out", str(raw), "--preset", preset], env, logs / "generate.log")
+        result["generate"] = gen
+        log(f"{preset}: generated in {gen['seconds']:.1f}s")
+    files, size, seconds = warm_cache(raw)
+    result["raw"] = {"files": files, "bytes": size, "warm_seconds": round(seconds, 1)}
+    log(f"{preset}: {files:,} raw files, {size / 1e6:,.0f} MB (page cache warmed in {seconds:.1f}s)")
+
+    db = base / "warehouse.duckdb"
+    for rep in range(1, args.repeat + 1):
+        run: dict = {}
+        remove_db(db)
+        env_db = {**env, "SPARKIFY_DUCKDB_PATH": str(db)}
+        run["full"] = timed(MATERIALIZE, env_db, logs / f"full-{rep}.log", raw)
+        run["rows"] = table_counts(db)
+        log(f"{preset} #{rep}: full {run['full']['seconds']:.1f}s, {run['full']['rss_mib']:.0f} MiB")
+        run["nothing_new"] = timed(MATERIALIZE, env_db, logs / f"nothing-new-{rep}.log", raw)
+        log(f"{preset} #{rep}: nothing new {run['nothing_new']['seconds']:.1f}s")
+        new_day, records = add_day(raw, marker)
+        try:
+            run["one_day"] = timed(MATERIALIZE, env_db, logs / f"one-day-{rep}.log", raw)
+            run["one_day"]["records"] = records
+            run["rows_after_one_day"] = table_counts(db)
+        finally:
+            new_day.unlink()
+            marker.unlink()
+        log(f"{preset} #{rep}: one day {run['one_day']['seconds']:.1f}s ({records:,} events)")
+        floor_db = base / "floor.duckdb"
+        remove_db(floor_db)
+        run["floor"] = timed([sys.executable, str(HERE / "floor.py"), "--data", str(raw), "--db", str(floor_db),
+                              "--json", str(logs / f"floor-{rep}.json")], env, logs / f"floor-{rep}.log", raw)
+        run["floor"]["steps"] = json.loads((logs / f"floor-{rep}.json").read_text())["seconds"]
+        run["floor_rows"] = table_counts(floor_db)
+        remove_db(floor_db)
+        log(f"{preset} #{rep}: floor {run['floor']['seconds']:.1f}s, {run['floor']['rss_mib']:.0f} MiB")
+        if args.naive_floor and preset != "large" and rep == 1:
+            run["floor_naive"] = timed(
+                [sys.executable, str(HERE / "floor.py"), "--data", str(raw), "--db", str(floor_db),
+                 "--songs-reader", "read_json"], env, logs / f"floor-naive-{rep}.log", raw)
+            remove_db(floor_db)
+            log(f"{preset} #{rep}: floor with DuckDB's glob reader for songs {run['floor_naive']['seconds']:.1f}s")
+        if args.limited_floor and rep == 1:  # the floor under the memory limit the pipeline runs with
+            run["floor_limited"] = timed(
+                [sys.executable, str(HERE / "floor.py"), "--data", str(raw), "--db", str(floor_db),
+                 "--memory-limit", DEFAULT_MEMORY_LIMIT, "--json", str(logs / f"floor-limited-{rep}.json")],
+                env, logs / f"floor-limited-{rep}.log", raw)
+            run["floor_limited"]["steps"] = json.loads((logs / f"floor-limited-{rep}.json").read_text())["seconds"]
+            remove_db(floor_db)
+            log(f"{preset} #{rep}: floor with memory_limit={DEFAULT_MEMORY_LIMIT} "
+                f"{run['floor_limited']['seconds']:.1f}s, {run['floor_limited']['rss_mib']:.0f} MiB")
+        result["runs"].append(run)
+    remove_db(db)
+    if not args.keep_data:
+        shutil.rmtree(raw)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ report
+def best(runs: list[dict], key: str) -> dict:
+    return min((r[key] for r in runs if key in r), key=lambda m: m["seconds"])
+
+
+def step_groups(m: dict) -> dict[str, float]:
+    """A Dagster run's wall time by kind of step; "other" = process start, run setup, between steps."""
+    steps, assets = m["steps"], set(m.get("assets", []))
+    groups = {"staging": sum(steps.get(k, 0) for k in STAGING), "star": sum(steps.get(k, 0) for k in STAR)}
+    groups["other assets"] = sum(v for k, v in steps.items() if k in assets and k not in (*STAGING, *STAR))
+    groups["checks"] = sum(v for k, v in steps.items() if k not in assets and k not in (*STAGING, *STAR))
+    groups["other"] = m["seconds"] - sum(groups.values())
+    return groups
+
+
+def summarise(res: dict) -> dict:
+    runs = res["runs"]
+    full, noop, day, floor = (best(runs, k) for k in ("full", "nothing_new", "one_day", "floor"))
+    rows = runs[0]["rows"]
+    records = rows["staging_events"] + rows["staging_songs"]
+    above_noop_full = full["seconds"] - noop["seconds"]
+    staging = lambda m: sum(m["steps"].get(k, 0) for k in STAGING)  # noqa: E731
+    out = {
+        "command": res.get("command", "?"), "when": res.get("when", "?"),
+        "preset": res["preset"], "files": res["raw"]["files"], "mb": res["raw"]["bytes"] / 1e6, "records": records,
+        "full": full, "nothing_new": noop, "one_day": day, "floor": floor,
+        "full_over_floor": full["seconds"] / floor["seconds"],
+        "day_over_full_above_noop": (day["seconds"] - noop["seconds"]) / above_noop_full,
+        "day_over_full_staging": (staging(day) - staging(noop)) / (staging(full) - staging(noop)),
+        "rows_match_floor": all(r["rows"] == r["floor_rows"] for r in runs),
+        "day_records": day.get("records", 0),
+    }
+    for extra in ("floor_naive", "floor_limited"):
+        if any(extra in r for r in runs):
+            out[extra] = best(runs, extra)
+    return out
+
+
+def render(results: list[dict], mach: dict) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `benchmarks/run.py` (fastest of each preset's repetitions; every run, with its log "
+        "path and the load average before it, is in `results.json`). Commands: "
+        + "; ".join(f"{s['preset']}: `{s['command']}` at {s['when']}" for s in results) + ".",
+        "",
+        f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['ram_gib']} GiB RAM, Linux {mach['kernel']}; "
+        f"Python {mach['python']}, DuckDB {mach['duckdb']}, Dagster {mach['dagster']}. Every raw file "
+        "is read once right before each run (page cache warm, as far as the machine keeps it). CPU s = user + "
+        "system time of the whole process; load avg = the machine's 1-minute load average before the run "
+        "(other work on a shared machine slows wall time, not CPU time).",
+        "",
+        "| preset | raw files / MB | records | run | wall s | CPU s | records/s | peak RSS MiB | load avg |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in results:
+        head = f"| {s['preset']} | {s['files']:,} / {s['mb']:,.0f} | {s['records']:,} "
+        for label, key in (("full load (Dagster)", "full"), ("nothing new", "nothing_new"),
+                           ("one-day incremental", "one_day"), ("floor (plain DuckDB)", "floor"),
+                           (f"floor, memory_limit {DEFAULT_MEMORY_LIMIT} like the pipeline", "floor_limited"),
+                           ("floor, DuckDB glob reader for songs", "floor_naive")):
+            if key not in s:
+                continue
+            m = s[key]
+            n = s["day_records"] if key == "one_day" else 0 if key == "nothing_new" else s["records"]
+            rate = f"{n / m['seconds']:,.0f}" if n else "–"
+            lines.append(f"{head}| {label} | {m['seconds']:.1f} | {m.get('cpu_seconds', 0):.1f} | {rate} "
+                         f"| {m['rss_mib']:,.0f} | {m.get('load_before', 0):.1f} |")
+            head = "| | | "
+    lines += [
+        "",
+        "Targets. *Incremental, wall*: (one day − nothing new) / (full − nothing new), from the wall times "
+        "above (noisy: a difference of two runs). *Incremental, staging*: the same ratio from the staging "
+        "steps' own timers (what the incremental load changes; the star tables are rebuilt from all of "
+        "staging on every run, so they cost the same in the nothing-new run).",
+        "",
+        "| preset | full / floor (target ≤ 1.5) | incremental, wall (target < 0.1) | incremental, staging "
+        "(target < 0.1) | peak RSS of the full load (target < 2048 MiB at large) | tables equal the floor's |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for s in results:
+        lines.append(
+            f"| {s['preset']} | {s['full_over_floor']:.2f} | {s['day_over_full_above_noop']:.3f} "
+            f"| {s['day_over_full_staging']:.3f} | {s['full']['rss_mib']:,.0f} "
+            f"| {'yes' if s['rows_match_floor'] else 'NO'} |"
+        )
+    lines += ["", "Where the wall time goes (seconds; Dagster's step timers; \"other\" = process start, "
+              "run setup and the time between steps):", "",
+              "| preset | run | staging | star | other assets | checks | other | total |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for s in results:
+        for label, key in (("full", "full"), ("nothing new", "nothing_new"), ("one day", "one_day")):
+            g = step_groups(s[key])
+            lines.append(f"| {s['preset']} | {label} | {g['staging']:.1f} | {g['star']:.1f} | {g['other assets']:.1f} "
+                         f"| {g['checks']:.1f} | {g['other']:.1f} | {s[key]['seconds']:.1f} |")
+        f = s["floor"]["steps"]
+        floor_staging = sum(f.get(k, 0) for k in STAGING)
+        floor_star = sum(f.get(k, 0) for k in STAR)
+        lines.append(f"| {s['preset']} | floor | {floor_staging:.1f} | {floor_star:.1f} | – | – "
+                     f"| {s['floor']['seconds'] - floor_staging - floor_star:.1f} | {s['floor']['seconds']:.1f} |")
+    lines += ["", "Steps of the fastest full load (seconds): ", ""]
+    for s in results:
+        steps = s["full"]["steps"]
+        shown = [k for k in (*STAGING, *STAR) if k in steps]
+        lines.append(f"- {s['preset']}: " + ", ".join(f"{k} {steps[k]:.1f}" for k in shown)
+                     + "; floor: " + ", ".join(f"{k} {v:.1f}" for k, v in s["floor"]["steps"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def reparse(results: list[dict]) -> None:
+    """Step times and asset steps again from the kept logs (for results measured by an older harness)."""
+    for res in results:
+        for run in res["runs"]:
+            for key in ("full", "nothing_new", "one_day"):
+                log_path = Path(run[key]["log"])
+                if log_path.exists():
+                    run[key]["steps"], run[key]["assets"] = parse_steps(log_path.read_text(errors="replace"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["udacity", "medium"],
+                        choices=["sample", "udacity", "medium", "large"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/sparkify-bench"), help="data, warehouses, logs")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--regenerate", action="store_true", help="generate the data again even if present")
+    parser.add_argument("--keep-data", action="store_true", help="keep the generated data (default: delete it)")
+    parser.add_argument("--no-naive-floor", dest="naive_floor", action="store_false",
+                        help="skip the floor variant that reads song files with DuckDB's glob reader")
+    parser.add_argument("--no-limited-floor", dest="limited_floor", action="store_false",
+                        help=f"skip the floor variant run under the pipeline's memory_limit ({DEFAULT_MEMORY_LIMIT})")
+    parser.add_argument("--render-only", action="store_true", help="rewrite results.md from results.json")
+    parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    args = parser.parse_args()
+    if not Path(TIME).exists():
+        raise SystemExit(f"{TIME} is missing: apt-get install -y time")
+    mach = machine()
+    store = args.out.with_suffix(".json")
+    if args.render_only:
+        data = json.loads(store.read_text())
+        reparse(data["results"])
+        store.write_text(json.dumps(data, indent=2))
+        args.out.write_text(render([summarise(r) for r in data["results"]], data["machine"]))
+        print(args.out.read_text())
+        return 0
+    log(f"machine: {mach}")
+    raw_results = [bench_preset(p, args.work, args) for p in args.presets]
+    # Presets measured by earlier invocations stay in the report (results.json keeps every run).
+    previous = json.loads(store.read_text())["results"] if store.exists() else []
+    done = {r["preset"] for r in raw_results}
+    order = ["sample", "udacity", "medium", "large"]
+    merged = sorted([r for r in previous if r["preset"] not in done] + raw_results,
+                    key=lambda r: order.index(r["preset"]))
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    for r in raw_results:
+        r["command"] = command
+    args.out.write_text(render([summarise(r) for r in merged], mach))
+    store.write_text(json.dumps({"machine": mach, "results": merged}, indent=2))
+    print(args.out.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
