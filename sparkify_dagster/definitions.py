@@ -28,7 +28,7 @@ from sparkify_dagster.sensors import (
 from dagster_aws.s3 import S3Resource
 
 from sparkify_dagster.source import LocalFolderSource, RawDataSource, S3Source, default_data_uri
-from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+from sparkify_dagster.warehouse.duckdb import DEFAULT_MEMORY_LIMIT, DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
 from sparkify_dagster.warehouse.redshift_config import load_settings
 
@@ -67,7 +67,8 @@ def build_resources(target: str) -> dict:
     if target == "duckdb":
         return {
             "warehouse": DuckDBWarehouse(
-                path=os.environ.get("SPARKIFY_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH, max_errors=_max_errors()
+                path=os.environ.get("SPARKIFY_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH, max_errors=_max_errors(),
+                memory_limit=os.environ.get("SPARKIFY_DUCKDB_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT,
             ),
             "raw_data": build_source(default_data_uri()),
         }
