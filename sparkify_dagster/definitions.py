@@ -18,7 +18,7 @@ from sparkify_dagster.assets.analytics import build_analytics_assets
 from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
 from sparkify_dagster.assets.staging import build_staging_assets
 from sparkify_dagster.assets.star import build_star_assets
-from sparkify_dagster.checks import build_checks, data_quality_checks_job
+from sparkify_dagster.checks import data_quality_checks_job
 from sparkify_dagster.sensors import (
     daily_refresh_schedule,
     full_refresh_job,
@@ -93,14 +93,13 @@ def build_defs(target: str | None = None) -> dg.Definitions:
     resources = build_resources(target)
     engine_kind = resources["warehouse"].kind
     assets = [SONG_DATA, LOG_DATA, *build_staging_assets(engine_kind), *build_star_assets(engine_kind),
-              *build_analytics_assets(engine_kind)]
+              build_analytics_assets(engine_kind)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta in Dagster 1.13
         # Each materializable asset links to the function that builds it ("Source code" in the UI).
         assets = dg.with_source_code_references(assets)
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_checks(),
         jobs=[data_quality_checks_job, load_warehouse_job, full_refresh_job],
         sensors=[new_raw_files_sensor],
         schedules=[daily_refresh_schedule],

@@ -12,9 +12,8 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 from botocore.exceptions import (
@@ -46,9 +45,10 @@ class SourceError(Exception):
     """The raw data cannot be read as configured."""
 
 
-@dataclass(frozen=True)
-class RawFile:
-    """One raw object: its key relative to the data root, size and a change marker."""
+class RawFile(NamedTuple):
+    """One raw object: its key relative to the data root, size and a change marker.
+
+    A NamedTuple (immutable, like a frozen dataclass): made 100k times per listing, at a third of the cost."""
 
     key: str
     size: int
@@ -98,15 +98,21 @@ class LocalFolderSource(RawDataSource):
         folder = base / prefix
         if not folder.is_dir():
             return []
-        found = []
-        for dirpath, _dirnames, filenames in os.walk(folder):
-            for name in filenames:
-                if name.endswith(".json"):
-                    path = Path(dirpath) / name
-                    st = path.stat()
-                    version = f"{st.st_mtime_ns}-{st.st_size}"
-                    found.append(RawFile(path.relative_to(base).as_posix(), st.st_size, version))
-        return sorted(found, key=lambda f: f.key)
+        found: list[RawFile] = []
+        # os.scandir with string paths: 100k song files cost ~0.3 s (pathlib per file costs seconds).
+        pending = [(str(folder), prefix.rstrip("/"))]
+        while pending:
+            directory, key_prefix = pending.pop()
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):  # like os.walk: symlinked folders not entered
+                        pending.append((entry.path, f"{key_prefix}/{entry.name}"))
+                    elif entry.name.endswith(".json") and entry.is_file():
+                        st = entry.stat()
+                        found.append(RawFile(f"{key_prefix}/{entry.name}", st.st_size,
+                                             f"{st.st_mtime_ns}-{st.st_size}"))
+        found.sort()  # by key: keys are unique, so the tuples sort by key
+        return found
 
     def read_bytes(self, key: str) -> bytes:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jinja2
 
 from sparkify_dagster.catalog import TABLES
-from sparkify_dagster.warehouse.base import Dialect, quote_ident
+from sparkify_dagster.warehouse.dialect import Dialect, quote_ident
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("sparkify_dagster", "sql"),

@@ -53,7 +53,7 @@ def materialize_all(data_dir: Path, db_path: Path, *, max_errors: int = 10, rais
     }
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
     return dg.materialize(
-        [*defs.assets, *defs.asset_checks],
+        list(defs.assets),
         resources=resources,
         selection=dg.AssetSelection.assets(*assets),
         raise_on_error=raise_on_error,

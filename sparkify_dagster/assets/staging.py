@@ -7,6 +7,7 @@ order, leave staging equal to one full load of the raw data as it is now.
 
 
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 from pydantic import Field
@@ -14,6 +15,7 @@ from pydantic import Field
 from sparkify_dagster.assets.metadata import OWNERS, code_references, markdown_table, table_metadata, table_preview
 from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS, Table
+from sparkify_dagster.checks import check_specs, run_selected_checks
 from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource
 from sparkify_dagster.warehouse.base import LoadReport, Warehouse
 
@@ -73,6 +75,7 @@ def _load(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehous
     )
     _log_report(context, report)
     return dg.MaterializeResult(
+        asset_key=table.name,
         metadata={
             **table_metadata(table, warehouse),
             **_report_metadata(report),
@@ -108,39 +111,33 @@ def _report_metadata(report: LoadReport) -> dict:
     }
 
 
+def _staging_asset(table: Table, raw: dg.AssetKey, prefix: str, engine_kind: str, summary: str) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name=table.name,
+        specs=[dg.AssetSpec(
+            table.name, deps=[raw], group_name=STAGING_GROUP, kinds={engine_kind}, description=table.description,
+            owners=OWNERS, metadata=code_references(*STAGING_CODE),
+        )],
+        check_specs=check_specs(table.name),
+        can_subset=True,  # the checks-only job runs the checks without reloading
+        pool=WAREHOUSE_POOL,
+        description=summary,
+    )
+    def _asset(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse,
+               raw_data: RawDataSource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        if dg.AssetKey(table.name) in context.selected_asset_keys:
+            jsonpaths = raw_data.event_jsonpaths() if table.name == STAGING_EVENTS.name else None
+            yield _load(context, config, warehouse, raw_data, table, prefix, jsonpaths)
+        yield from run_selected_checks(context, warehouse, table.name)
+
+    return _asset
+
+
 def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
-    """staging_events and staging_songs, tagged with the engine's kind."""
-
-    @dg.asset(
-        name=STAGING_EVENTS.name,
-        deps=[LOG_DATA],
-        group_name=STAGING_GROUP,
-        kinds={engine_kind},
-        pool=WAREHOUSE_POOL,
-        description=STAGING_EVENTS.description,
-        owners=OWNERS,
-        metadata=code_references(*STAGING_CODE),
-    )
-    def staging_events(
-        context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource
-    ) -> dg.MaterializeResult:
-        """Every event record of log_data, typed per log_json_path.json; bad records to load_errors."""
-        return _load(context, config, warehouse, raw_data, STAGING_EVENTS, LOG_PREFIX, raw_data.event_jsonpaths())
-
-    @dg.asset(
-        name=STAGING_SONGS.name,
-        deps=[SONG_DATA],
-        group_name=STAGING_GROUP,
-        kinds={engine_kind},
-        pool=WAREHOUSE_POOL,
-        description=STAGING_SONGS.description,
-        owners=OWNERS,
-        metadata=code_references(*STAGING_CODE),
-    )
-    def staging_songs(
-        context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource
-    ) -> dg.MaterializeResult:
-        """Every song record of song_data (keys match column names); bad records to load_errors."""
-        return _load(context, config, warehouse, raw_data, STAGING_SONGS, SONG_PREFIX, None)
-
-    return [staging_events, staging_songs]
+    """staging_events and staging_songs, tagged with the engine's kind, each with its checks."""
+    return [
+        _staging_asset(STAGING_EVENTS, LOG_DATA.key, LOG_PREFIX, engine_kind,
+                       "Every event record of log_data, typed per log_json_path.json; bad records to load_errors."),
+        _staging_asset(STAGING_SONGS, SONG_DATA.key, SONG_PREFIX, engine_kind,
+                       "Every song record of song_data (keys match column names); bad records to load_errors."),
+    ]

@@ -1,10 +1,13 @@
 """The star schema: songplays (fact) and users, songs, artists, time (dimensions)."""
 
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from sparkify_dagster.assets.metadata import OWNERS, code_references, markdown_table, table_metadata
 from sparkify_dagster.assets.staging import WAREHOUSE_POOL
+from sparkify_dagster.checks import check_specs, run_selected_checks
 from sparkify_dagster.catalog import ARTISTS, SONGPLAYS, SONGS, TIME, USERS, Table
 from sparkify_dagster.transforms import transform_sql
 from sparkify_dagster.warehouse.base import Warehouse, quote_ident
@@ -32,6 +35,7 @@ def rebuild(context: dg.AssetExecutionContext, warehouse: Warehouse, table: Tabl
     order = ", ".join(quote_ident(c) for c in table.primary_key)
     preview = warehouse.query(f"SELECT * FROM {quote_ident(table.name)} ORDER BY {order} LIMIT {PREVIEW_ROWS}")
     return dg.MaterializeResult(
+        asset_key=table.name,
         metadata={
             **table_metadata(table, warehouse, row_count=rows),
             "preview": dg.MetadataValue.md(markdown_table([dict(zip(table.column_names, r)) for r in preview])),
@@ -40,18 +44,22 @@ def rebuild(context: dg.AssetExecutionContext, warehouse: Warehouse, table: Tabl
 
 
 def _star_asset(table: Table, engine_kind: str) -> dg.AssetsDefinition:
-    @dg.asset(
+    @dg.multi_asset(
         name=table.name,
-        deps=STAR_DEPS[table.name],
-        group_name=STAR_GROUP,
-        kinds={engine_kind},
+        specs=[dg.AssetSpec(
+            table.name, deps=STAR_DEPS[table.name], group_name=STAR_GROUP, kinds={engine_kind},
+            description=table.description, owners=OWNERS, metadata=code_references(f"sql/{table.name}.sql"),
+        )],
+        check_specs=check_specs(table.name),
+        can_subset=True,  # the checks-only job runs the checks without rebuilding
         pool=WAREHOUSE_POOL,
-        description=table.description,
-        owners=OWNERS,
-        metadata=code_references(f"sql/{table.name}.sql"),
+        description=f"Rebuild {table.name} from sql/{table.name}.sql, then check it.",
     )
-    def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-        return rebuild(context, warehouse, table)
+    def _asset(context: dg.AssetExecutionContext,
+               warehouse: Warehouse) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        if dg.AssetKey(table.name) in context.selected_asset_keys:
+            yield rebuild(context, warehouse, table)
+        yield from run_selected_checks(context, warehouse, table.name)
 
     return _asset
 
