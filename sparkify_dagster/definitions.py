@@ -25,9 +25,7 @@ from sparkify_dagster.sensors import (
     load_warehouse_job,
     new_raw_files_sensor,
 )
-from dagster_aws.s3 import S3Resource
-
-from sparkify_dagster.source import LocalFolderSource, RawDataSource, S3Source, default_data_uri
+from sparkify_dagster.source import LocalFolderSource, RawDataSource, default_data_uri
 from sparkify_dagster.warehouse.duckdb import DEFAULT_MEMORY_LIMIT, DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
 from sparkify_dagster.warehouse.redshift_config import load_settings
@@ -58,6 +56,10 @@ def aws_region() -> str | None:
 def build_source(data_uri: str) -> RawDataSource:
     """A local folder, or an S3 prefix read through dagster-aws's S3Resource (honours AWS_ENDPOINT_URL)."""
     if data_uri.startswith("s3://"):
+        from dagster_aws.s3 import S3Resource
+
+        from sparkify_dagster.source_s3 import S3Source
+
         return S3Source(uri=data_uri, s3=S3Resource(region_name=aws_region()))
     return LocalFolderSource(root=data_uri)
 
@@ -73,6 +75,10 @@ def build_resources(target: str) -> dict:
             "raw_data": build_source(default_data_uri()),
         }
     if target == "redshift":
+        from dagster_aws.s3 import S3Resource
+
+        from sparkify_dagster.source_s3 import S3Source
+
         settings = load_settings()
         # The password reaches the resource only through dg.EnvVar, so the UI and the run storage show
         # the variable's name, never its value (a dwh.cfg password is exported to this process first).

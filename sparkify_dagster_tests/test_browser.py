@@ -214,7 +214,7 @@ def test_analytics_asset_overview_shows_row_count_owners_code_and_its_chart(webs
     expect(page.get_by_text("Latest materialization")).to_be_visible()
     row_count = page.get_by_text("Row count", exact=True).locator("xpath=..")
     expect(row_count).to_contain_text("10")
-    for text in ("The 10 most played songs", "data-engineering", "DuckDB", "matplotlib"):
+    for text in ("The 10 most played songs", "data-engineering", "DuckDB", "pillow"):
         expect(page.get_by_text(text).first).to_be_visible()
     source_code = page.get_by_text("Source code", exact=True).locator("xpath=..")
     for text in ("analytics_top_songs.sql", "charts.py", "analytics.py"):  # code references

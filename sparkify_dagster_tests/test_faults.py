@@ -36,7 +36,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from dagster_aws.s3 import S3Resource
 
-from sparkify_dagster import source as source_module
+from sparkify_dagster import source_s3 as source_module
 from sparkify_dagster.catalog import ALL_TABLES, SONGPLAYS, STAGING_EVENTS, STAGING_TABLES
 from sparkify_dagster.cli.generate import generate_dataset
 from sparkify_dagster.definitions import build_defs, build_source
@@ -428,7 +428,7 @@ def _change_raw_data(raw: Path) -> None:
 
 def _single_file_batches(monkeypatch):
     original = json_loader.iter_batches
-    monkeypatch.setattr(json_loader, "iter_batches", lambda files, batch_bytes=0: original(files, 1))
+    monkeypatch.setattr(json_loader, "iter_batches", lambda files, *_: original(files, 1))
 
 
 @pytest.mark.parametrize("drop_connection", [False, True], ids=["statement-fails", "connection-drops"])

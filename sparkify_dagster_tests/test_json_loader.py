@@ -674,7 +674,7 @@ def test_bookkeeping_invariant_across_files_and_batches(warehouse, raw, monkeypa
     contents = (staged(warehouse, "*"), rejects(warehouse))
 
     original = json_loader.iter_batches
-    monkeypatch.setattr(json_loader, "iter_batches", lambda files: original(files, batch_bytes=1))
+    monkeypatch.setattr(json_loader, "iter_batches", lambda files, *_: original(files, batch_bytes=1))
     batched = load_events(warehouse, raw, load_id="batched", full_refresh=True)  # re-read, one file per batch
     assert_bookkeeping_consistent(warehouse)
     assert loaded_files(warehouse) == expected_files

@@ -13,7 +13,6 @@ types as the catalog (``Dialect.column_type``), without changing how the catalog
 
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import dagster as dg
@@ -272,23 +271,13 @@ def _materialization(warehouse: Warehouse, analysis: Analysis, count: int, rows:
     )
 
 
-def _import_matplotlib() -> None:
-    import matplotlib.backends.backend_agg  # noqa: F401  (the first chart of a process pays ~0.4 s for it)
-
-
 def materialize_selected(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
-    """Rebuild the selected analytics tables in one step; charts are drawn in a second thread while
-    the warehouse computes the next table (DuckDB releases the GIL), so neither waits for the other."""
-    selected = [a for a in ANALYSES if dg.AssetKey(a.name) in context.selected_asset_keys]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts") as charts:
-        charts.submit(_import_matplotlib)
-        pending = []
-        for analysis in selected:
+    """Rebuild the selected analytics tables, in one step, each with its chart."""
+    for analysis in ANALYSES:
+        if dg.AssetKey(analysis.name) in context.selected_asset_keys:
             count, rows = rebuild(warehouse, analysis)
             context.log.info(f"{ANALYTICS_SCHEMA}.{analysis.name}: {count:,} rows")
-            pending.append((analysis, count, rows, charts.submit(chart_png, analysis, rows)))
-        for analysis, count, rows, png in pending:
-            yield _materialization(warehouse, analysis, count, rows, png.result())
+            yield _materialization(warehouse, analysis, count, rows, chart_png(analysis, rows))
 
 
 def build_analytics_assets(engine_kind: str) -> dg.AssetsDefinition:
@@ -298,7 +287,7 @@ def build_analytics_assets(engine_kind: str) -> dg.AssetsDefinition:
         name="analytics",
         specs=[
             dg.AssetSpec(
-                a.name, deps=list(a.deps), group_name=ANALYTICS_GROUP, kinds={engine_kind, "sql", "matplotlib"},
+                a.name, deps=list(a.deps), group_name=ANALYTICS_GROUP, kinds={engine_kind, "sql", "pillow"},
                 description=f"{a.table.description} Table {ANALYTICS_SCHEMA}.{a.name}; a chart in the "
                 "materialization metadata.",
                 owners=ANALYTICS_OWNERS,

@@ -1,25 +1,70 @@
-"""Small PNG charts for asset metadata, embedded in markdown as base64 data URIs.
+"""Small PNG bar charts for asset metadata, embedded in markdown as base64 data URIs.
 
-Rendered with matplotlib's Agg canvas directly (``Figure`` + ``FigureCanvasAgg``): no pyplot, no
-global backend state and no display, so it is safe in any run worker or thread. The charts are
-600 x 300 pixels: the Dagster UI shows them inline in the asset's materialization metadata.
+Drawn with Pillow (``ImageDraw``): a bar chart is a few rectangles and text, and Pillow draws one in a
+few milliseconds, where matplotlib took ~0.15 s a chart plus ~0.4 s to import (7 charts were 1.5 s of
+every run). Drawn at twice the size and scaled down, so edges and text are anti-aliased. No global
+state: safe in any run worker or thread. The charts are 600 x 300 pixels: the Dagster UI shows them
+inline in the asset's materialization metadata.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
-import warnings
+import math
 from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 
-WIDTH_PX, HEIGHT_PX, DPI = 600, 300, 100
+from PIL import Image, ImageDraw, ImageFont
+
+WIDTH_PX, HEIGHT_PX = 600, 300
+SCALE = 2  # drawn at 2x, then scaled down (anti-aliasing)
 BAR_COLOR = "#4F43DD"  # Dagster's accent purple: the charts sit inside its UI
+TEXT_COLOR, AXIS_COLOR, GRID_COLOR, MUTED_COLOR = "#222222", "#555555", "#E4E4E4", "#888888"
 LABEL_CHARS = 32
 
 
 def _short(label: object) -> str:
     text = "(unknown)" if label is None else str(label)
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
+
+
+def _font_file() -> str | None:
+    """DejaVu Sans (wide Unicode coverage: accented and non-Latin names): the copy bundled with
+    matplotlib if it is installed (found without importing it), else a system copy, else None."""
+    candidates = []
+    spec = importlib.util.find_spec("matplotlib")
+    if spec and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "mpl-data/fonts/ttf/DejaVuSans.ttf")
+    candidates += [Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"), Path("/usr/share/fonts/TTF/DejaVuSans.ttf")]
+    return next((str(p) for p in candidates if p.is_file()), None)
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """DejaVu Sans at ``size`` points (x SCALE); Pillow's own font when DejaVu is not found."""
+    path = _font_file()
+    try:
+        return ImageFont.truetype(path, size * SCALE) if path else ImageFont.load_default(size=size * SCALE)
+    except (TypeError, ImportError, OSError):  # Pillow without FreeType
+        return ImageFont.load_default()
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _ticks(top: float, count: int = 4) -> list[float]:
+    """Round axis ticks from 0 to at least ``top``: 0, step, 2*step, … with step 1, 2 or 5 x 10^k."""
+    if top <= 0:
+        return [0, 1]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    step = max(step, 1)  # plays are whole numbers
+    return [i * step for i in range(math.ceil(top / step) + 1)]
 
 
 def bar_chart(labels: Sequence[object], values: Sequence[float], *, title: str, value_label: str,
@@ -29,46 +74,70 @@ def bar_chart(labels: Sequence[object], values: Sequence[float], *, title: str, 
     Horizontal bars are drawn top-down in the given order (the first label is the top bar); each bar
     carries its value. An empty series draws a "no data" chart instead of failing.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
+    s = SCALE
     labels = [_short(label) for label in labels]
     values = [0 if v is None else v for v in values]
-    fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.set_title(title, fontsize=10, loc="left")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.tick_params(labelsize=7)
+    image = Image.new("RGB", (WIDTH_PX * s, HEIGHT_PX * s), "white")
+    draw = ImageDraw.Draw(image)
+    title_font, tick_font, axis_font = _font(12), _font(9), _font(10)
+    draw.text((10 * s, 7 * s), title, font=title_font, fill=TEXT_COLOR)
+    top, bottom = 34 * s, (HEIGHT_PX - 30) * s
     if not labels:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        draw.text((WIDTH_PX * s // 2, HEIGHT_PX * s // 2), "no data", font=axis_font, fill=MUTED_COLOR, anchor="mm")
     elif horizontal:
-        positions = list(range(len(labels)))
-        bars = ax.barh(positions, values, color=BAR_COLOR)
-        ax.set_yticks(positions, labels)
-        ax.invert_yaxis()
-        ax.set_xlabel(value_label, fontsize=8)
-        ax.bar_label(bars, fontsize=7, padding=2)
-        ax.margins(x=0.12)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _horizontal_bars(draw, labels, values, value_label, top, bottom, tick_font, axis_font)
     else:
-        positions = list(range(len(labels)))
-        bars = ax.bar(positions, values, color=BAR_COLOR)
-        ax.set_xticks(positions, labels)
-        ax.set_ylabel(value_label, fontsize=8)
-        if len(labels) <= 12:
-            ax.bar_label(bars, fontsize=7, padding=2)
-        ax.margins(y=0.12)
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _vertical_bars(draw, labels, values, value_label, top, bottom, tick_font, axis_font)
+    image = image.resize((WIDTH_PX, HEIGHT_PX), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # Titles in the logs can hold characters the bundled font lacks: drawn as boxes, not an error.
-        warnings.filterwarnings("ignore", message="Glyph .* missing from")
-        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _horizontal_bars(draw, labels, values, value_label, top, bottom, tick_font, axis_font) -> None:
+    s = SCALE
+    widest = max(draw.textlength(label, font=tick_font) for label in labels)
+    left = min(int(widest) + 14 * s, int(WIDTH_PX * s * 0.45))
+    right = (WIDTH_PX - 56) * s  # room for the value after the longest bar
+    peak = max(max(values), 1)
+    row = (bottom - top) / len(labels)
+    for i, (label, value) in enumerate(zip(labels, values)):
+        y0 = top + i * row + row * 0.15
+        y1 = top + (i + 1) * row - row * 0.15
+        x1 = left + (right - left) * value / peak
+        if value > 0:
+            draw.rectangle([left, y0, x1, y1], fill=BAR_COLOR)
+        middle = (y0 + y1) / 2
+        draw.text((left - 6 * s, middle), label, font=tick_font, fill=TEXT_COLOR, anchor="rm")
+        draw.text((x1 + 4 * s, middle), _number(value), font=tick_font, fill=AXIS_COLOR, anchor="lm")
+    draw.line([left, top, left, bottom], fill=AXIS_COLOR, width=s)
+    draw.text(((left + right) / 2, bottom + 16 * s), value_label, font=axis_font, fill=AXIS_COLOR, anchor="mm")
+
+
+def _vertical_bars(draw, labels, values, value_label, top, bottom, tick_font, axis_font) -> None:
+    s = SCALE
+    ticks = _ticks(max(values))
+    widest = max(draw.textlength(_number(t), font=tick_font) for t in ticks)
+    left, right = int(widest) + 28 * s, (WIDTH_PX - 12) * s
+    plot_top = top + 12 * s  # room for the values above the tallest bar
+    scale = (bottom - plot_top) / ticks[-1]
+    for tick in ticks:
+        y = bottom - tick * scale
+        draw.line([left, y, right, y], fill=GRID_COLOR, width=s)
+        draw.text((left - 4 * s, y), _number(tick), font=tick_font, fill=AXIS_COLOR, anchor="rm")
+    column = (right - left) / len(labels)
+    for i, (label, value) in enumerate(zip(labels, values)):
+        x0 = left + i * column + column * 0.12
+        x1 = left + (i + 1) * column - column * 0.12
+        y = bottom - value * scale
+        if value > 0:
+            draw.rectangle([x0, y, x1, bottom], fill=BAR_COLOR)
+        center = (x0 + x1) / 2
+        draw.text((center, bottom + 4 * s), str(label), font=tick_font, fill=TEXT_COLOR, anchor="ma")
+        if len(labels) <= 12:
+            draw.text((center, y - 2 * s), _number(value), font=tick_font, fill=AXIS_COLOR, anchor="md")
+    draw.line([left, bottom, right, bottom], fill=AXIS_COLOR, width=s)
+    draw.text((10 * s, top), value_label, font=axis_font, fill=AXIS_COLOR, anchor="ls")
 
 
 def png_data_uri(png: bytes) -> str:

@@ -35,13 +35,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sparkify_dagster.catalog import Column, Table
-from sparkify_dagster.warehouse.base import quote_ident, quote_literal
+from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal
 
 BOM = b"\xef\xbb\xbf"
 RAW_TEXT_LIMIT = 1024
-BATCH_BYTES = 64 * 1024 * 1024
+# Files per batch, by size: DuckDB parallelises a scan by row groups of 122,880 rows, so a batch of a
+# few hundred thousand records keeps both cores busy (64 MB batches of 33k-record files typed on one
+# core: 256 MB cut the medium events load from 7.1 s to 5.2 s). Local files are read by DuckDB itself
+# (one file held by Python at a time); texts fetched from S3 are held in Python, so their batches stay small.
+BATCH_BYTES = 256 * 1024 * 1024
+REMOTE_BATCH_BYTES = 64 * 1024 * 1024
 # Many small files (song_data) are cut into batches by count too, so progress moves every few seconds.
-BATCH_FILES = 20_000
+BATCH_FILES = 50_000
 MALFORMED_REASON = "Malformed JSON: the record is not a valid JSON value"
 # The candidate records of decoded file texts, framed in SQL exactly like ``frame_text``: split on
 # "\n" (a "\r" before it stays in the record), lines that are empty after stripping " \t\r" dropped
@@ -158,8 +163,10 @@ def frame_stream(candidates: Sequence[tuple[int, str]]) -> list[tuple[int, str]]
         pos = end
 
 
-def iter_batches(files: Sequence, batch_bytes: int = BATCH_BYTES, max_files: int = BATCH_FILES) -> Iterator[list]:
+def iter_batches(files: Sequence, batch_bytes: int | None = None, max_files: int | None = None) -> Iterator[list]:
     """Group files into batches of about ``batch_bytes`` (and at most ``max_files``): memory stays bounded."""
+    batch_bytes = BATCH_BYTES if batch_bytes is None else batch_bytes
+    max_files = BATCH_FILES if max_files is None else max_files
     batch, size = [], 0
     for f in files:
         batch.append(f)
