@@ -29,6 +29,7 @@ from sparkify_dagster.source import (
 )
 from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import TooManyLoadErrors
+from sparkify_dagster.warehouse import duckdb as duckdb_warehouse
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 from sparkify_dagster_tests.conftest import REAL_SAMPLE, requires_real_sample
 
@@ -67,6 +68,15 @@ REAL_MOJIBAKE = (
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True, params=["bound", "read_text"])
+def framing_path(request, monkeypatch):
+    """Every loader test runs on both ways a local file reaches DuckDB: its text bound from Python
+    (small files), and read by DuckDB itself (``read_text``, big files; here every file)."""
+    if request.param == "read_text":
+        monkeypatch.setattr(duckdb_warehouse, "IN_PLACE_MIN_BYTES", 0)
+    return request.param
+
 
 
 def event(ts: int, **overrides) -> dict:
@@ -918,7 +928,7 @@ def property_env(tmp_path_factory):
     derandomize=True,
     database=None,
     phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 @given(specs=st.lists(file_specs, min_size=1, max_size=2))
 def test_property_every_line_accounted_for_and_values_follow_the_rules(property_env, specs):

@@ -61,8 +61,10 @@ WHERE ltrim(rec, ' ' || chr(9) || chr(13)) <> ''"""
 BOUND_TEXTS = "(SELECT unnest(?::INTEGER[]) AS file_idx, unnest(?::VARCHAR[]) AS txt)"
 # Parameters: file indexes and their paths (twice). The index is looked up by position, not joined:
 # a join would move every whole text through a hash table.
+# A leading byte-order mark (U+FEFF once decoded) is dropped, as ``decode_text`` drops it.
 FILE_TEXTS = (
-    "(SELECT (?::INTEGER[])[list_position(?::VARCHAR[], filename)] AS file_idx, content AS txt "
+    "(SELECT (?::INTEGER[])[list_position(?::VARCHAR[], filename)] AS file_idx, "
+    "CASE WHEN starts_with(content, chr(65279)) THEN substr(content, 2) ELSE content END AS txt "
     "FROM read_text(?::VARCHAR[]))"
 )
 _JSON_WS = re.compile(r"[ \t\n\r]*")
