@@ -14,7 +14,7 @@ import json
 import dagster as dg
 
 from sparkify_dagster.assets.analytics import ANALYSES
-from sparkify_dagster.assets.staging import StagingLoadConfig
+from sparkify_dagster.assets.staging import STAGING_STEP, StagingLoadConfig
 from sparkify_dagster.assets.star import STAR_DEPS
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS
 from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource
@@ -33,7 +33,7 @@ full_refresh_job = dg.define_asset_job(
     FULL_REFRESH_JOB_NAME,
     selection=TABLE_ASSETS,
     config=dg.RunConfig(
-        ops={t.name: StagingLoadConfig(full_refresh=True) for t in (STAGING_EVENTS, STAGING_SONGS)}
+        ops={STAGING_STEP: StagingLoadConfig(full_refresh=True)}
     ),
     description="Rebuild the warehouse from scratch: reload every raw file, rebuild the star tables.",
 )

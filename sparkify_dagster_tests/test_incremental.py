@@ -113,7 +113,7 @@ def test_reload_one_day_on_purpose(dataset, tmp_path):
     assert materialize_all(dataset, db).success
     before = contents(db)
     day = log_files(dataset)[1].name[:10]
-    result = _run_with_config(dataset, db, {"ops": {"staging_events": {"config": {"reload_days": [day]}}}})
+    result = _run_with_config(dataset, db, {"ops": {"staging": {"config": {"reload_days": [day]}}}})
     md = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
           for e in result.get_asset_materialization_events()}
     assert md["staging_events"]["files"].value == 1
@@ -123,17 +123,17 @@ def test_reload_one_day_on_purpose(dataset, tmp_path):
 def test_reload_day_that_does_not_exist_is_a_clear_failure(dataset, tmp_path):
     with pytest.raises(dg.Failure, match="no log file for 2031-01-01"):
         _run_with_config(dataset, tmp_path / "wh.duckdb",
-                         {"ops": {"staging_events": {"config": {"reload_days": ["2031-01-01"]}}}})
+                         {"ops": {"staging": {"config": {"reload_days": ["2031-01-01"]}}}})
     with pytest.raises(dg.Failure, match="not a date"):
         _run_with_config(dataset, tmp_path / "wh.duckdb",
-                         {"ops": {"staging_events": {"config": {"reload_days": ["12/11/2018'; --"]}}}})
+                         {"ops": {"staging": {"config": {"reload_days": ["12/11/2018'; --"]}}}})
 
 
 def test_full_refresh_rereads_everything_with_the_same_result(dataset, tmp_path):
     db = tmp_path / "wh.duckdb"
     assert materialize_all(dataset, db).success
     before = contents(db)
-    config = {"ops": {t: {"config": {"full_refresh": True}} for t in ("staging_events", "staging_songs")}}
+    config = {"ops": {"staging": {"config": {"full_refresh": True}}}}
     result = _run_with_config(dataset, db, config)
     md = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
           for e in result.get_asset_materialization_events()}

@@ -482,7 +482,7 @@ def test_reload_days_are_validated_before_use(tmp_path, days, message):
     result = dg.materialize(
         [*defs.assets], selection=["staging_events"], raise_on_error=False,
         resources={"warehouse": DuckDBWarehouse(path=str(db)), "raw_data": defs.resources["raw_data"]},
-        run_config={"ops": {"staging_events": {"config": {"reload_days": days}}}},
+        run_config={"ops": {"staging": {"config": {"reload_days": days}}}},
     )
     assert not result.success
     failures = [e.event_specific_data.error for e in result.get_step_failure_events()]
@@ -502,5 +502,5 @@ def test_malformed_load_config_is_refused_before_the_run_starts(tmp_path, config
         dg.materialize([*defs.assets], selection=["staging_events"],
                        resources={"warehouse": DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")),
                                   "raw_data": defs.resources["raw_data"]},
-                       run_config={"ops": {"staging_events": {"config": config}}})
+                       run_config={"ops": {"staging": {"config": config}}})
     assert not (tmp_path / "wh.duckdb").exists()

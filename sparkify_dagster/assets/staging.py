@@ -7,7 +7,11 @@ order, leave staging equal to one full load of the raw data as it is now.
 
 
 import datetime as dt
+import queue
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -20,6 +24,7 @@ from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource
 from sparkify_dagster.warehouse.base import LoadReport, Warehouse
 
 STAGING_GROUP = "staging"
+STAGING_STEP = "staging"  # the op (and step) that loads both staging tables; its config: StagingLoadConfig
 WAREHOUSE_POOL = "sparkify_warehouse"
 # A few staged rows in the UI (the telling columns), in a stable order: staging has no key, so
 # file, then time and position.
@@ -60,20 +65,16 @@ def _day_keys(days: list[str], files: list) -> frozenset[str]:
     return frozenset(keys)
 
 
-def _load(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse,
-          raw_data: RawDataSource, table: Table, prefix: str, jsonpaths: list[str] | None) -> dg.MaterializeResult:
-    rebuilt = warehouse.ensure_tables()
-    if rebuilt:
-        context.log.warning(f"rebuilt tables of an older shape (every raw file reloads): {', '.join(rebuilt)}")
-    files = raw_data.list_files(prefix)
-    if config.reload_days and table.name != STAGING_EVENTS.name:
-        raise dg.Failure("reload_days applies to staging_events only")
-    context.log.info(f"{table.name}: {len(files):,} raw files under {raw_data.describe()}/{prefix}")
+def _load(log: Any, run_id: str, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource,
+          table: Table, prefix: str, jsonpaths: list[str] | None, files: list | None = None,
+          reload_keys: frozenset[str] = frozenset()) -> dg.MaterializeResult:
+    files = raw_data.list_files(prefix) if files is None else files
+    log.info(f"{table.name}: {len(files):,} raw files under {raw_data.describe()}/{prefix}")
     report = warehouse.load_staging(
-        table, raw_data, files, context.run.run_id, context.log, jsonpaths=jsonpaths,
-        full_refresh=config.full_refresh, reload_keys=_day_keys(config.reload_days, files),
+        table, raw_data, files, run_id, log, jsonpaths=jsonpaths,
+        full_refresh=config.full_refresh, reload_keys=reload_keys,
     )
-    _log_report(context, report)
+    _log_report(log, report)
     return dg.MaterializeResult(
         asset_key=table.name,
         metadata={
@@ -85,14 +86,14 @@ def _load(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehous
     )
 
 
-def _log_report(context: dg.AssetExecutionContext, report: LoadReport) -> None:
-    context.log.info(
+def _log_report(log: Any, report: LoadReport) -> None:
+    log.info(
         f"{report.table}: {report.files:,} files loaded ({report.files_unchanged:,} unchanged, "
         f"{report.files_removed:,} removed), {report.records_read:,} records read, "
         f"{report.records_staged:,} staged, {report.records_rejected:,} rejected in {report.seconds:.2f}s"
     )
     for err in report.first_errors:
-        context.log.warning(
+        log.warning(
             f"{report.table}: rejected {err['source_file']} line {err['line_number']}"
             f"{' column ' + err['column_name'] if err['column_name'] else ''}: {err['reason']}"
         )
@@ -111,33 +112,83 @@ def _report_metadata(report: LoadReport) -> dict:
     }
 
 
-def _staging_asset(table: Table, raw: dg.AssetKey, prefix: str, engine_kind: str, summary: str) -> dg.AssetsDefinition:
-    @dg.multi_asset(
-        name=table.name,
-        specs=[dg.AssetSpec(
-            table.name, deps=[raw], group_name=STAGING_GROUP, kinds={engine_kind}, description=table.description,
-            owners=OWNERS, metadata=code_references(*STAGING_CODE),
-        )],
-        check_specs=check_specs(table.name),
-        can_subset=True,  # the checks-only job runs the checks without reloading
-        pool=WAREHOUSE_POOL,
-        description=summary,
-    )
-    def _asset(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse,
-               raw_data: RawDataSource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        if dg.AssetKey(table.name) in context.selected_asset_keys:
-            jsonpaths = raw_data.event_jsonpaths() if table.name == STAGING_EVENTS.name else None
-            yield _load(context, config, warehouse, raw_data, table, prefix, jsonpaths)
-        yield from run_selected_checks(context, warehouse, table.name)
+class _QueuedLog:
+    """A run log for worker threads: messages are queued and written by the step's own thread."""
 
-    return _asset
+    def __init__(self, messages: queue.Queue):
+        self._messages = messages
+
+    def info(self, message: str) -> None:
+        self._messages.put(("info", message))
+
+    def warning(self, message: str) -> None:
+        self._messages.put(("warning", message))
+
+
+def _spec(table: Table, raw: dg.AssetSpec, engine_kind: str) -> dg.AssetSpec:
+    return dg.AssetSpec(table.name, deps=[raw], group_name=STAGING_GROUP, kinds={engine_kind},
+                        description=table.description, owners=OWNERS, metadata=code_references(*STAGING_CODE))
 
 
 def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
-    """staging_events and staging_songs, tagged with the engine's kind, each with its checks."""
-    return [
-        _staging_asset(STAGING_EVENTS, LOG_DATA.key, LOG_PREFIX, engine_kind,
-                       "Every event record of log_data, typed per log_json_path.json; bad records to load_errors."),
-        _staging_asset(STAGING_SONGS, SONG_DATA.key, SONG_PREFIX, engine_kind,
-                       "Every song record of song_data (keys match column names); bad records to load_errors."),
-    ]
+    """staging_events and staging_songs: one step that loads both at once, each table with its checks."""
+    tables = (STAGING_EVENTS, STAGING_SONGS)
+    prefixes = {STAGING_EVENTS.name: LOG_PREFIX, STAGING_SONGS.name: SONG_PREFIX}
+
+    @dg.multi_asset(
+        name=STAGING_STEP,
+        specs=[_spec(STAGING_EVENTS, LOG_DATA, engine_kind), _spec(STAGING_SONGS, SONG_DATA, engine_kind)],
+        check_specs=[*check_specs(STAGING_EVENTS.name), *check_specs(STAGING_SONGS.name)],
+        can_subset=True,  # one table alone, or the checks alone (the checks-only job)
+        pool=WAREHOUSE_POOL,
+    )
+    def staging(context: dg.AssetExecutionContext, config: StagingLoadConfig, warehouse: Warehouse,
+                raw_data: RawDataSource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Load new and changed raw files into staging_events and staging_songs, side by side."""
+        selected = [t for t in tables if dg.AssetKey(t.name) in context.selected_asset_keys]
+        if config.reload_days and STAGING_EVENTS not in selected:
+            raise dg.Failure("reload_days applies to staging_events, which is not selected")
+        if selected:
+            rebuilt = warehouse.ensure_tables()
+            if rebuilt:
+                context.log.warning(f"rebuilt tables of an older shape (every raw file reloads): {', '.join(rebuilt)}")
+            jsonpaths = raw_data.event_jsonpaths() if STAGING_EVENTS in selected else None
+            # The log files are listed first, so a bad reload_days fails before anything loads.
+            event_files = raw_data.list_files(LOG_PREFIX) if STAGING_EVENTS in selected else None
+            reload_keys = _day_keys(config.reload_days, event_files or [])
+            messages: queue.Queue = queue.Queue()
+            log = _QueuedLog(messages)
+            # The two loads run at once, each in its own transaction: the song side is mostly Python
+            # (listing and reading 100k small files) while the event side is mostly DuckDB, so together
+            # they take ~1.8 s less than one after the other at medium.
+            with ThreadPoolExecutor(max_workers=len(selected), thread_name_prefix="staging") as pool:
+                futures = {
+                    t.name: pool.submit(_load, log, context.run.run_id, config, warehouse, raw_data, t, prefixes[t.name],
+                                        *((jsonpaths, event_files, reload_keys) if t is STAGING_EVENTS else (None,)))
+                    for t in selected
+                }
+                while True:
+                    done = all(f.done() for f in futures.values())
+                    _write_queued(context, messages)
+                    if done:
+                        break
+                    futures_wait(list(futures.values()), timeout=0.2, return_when=FIRST_COMPLETED)
+            failures = [f.exception() for f in futures.values() if f.exception() is not None]
+            for name, future in futures.items():  # a table that loaded is reported even if the other failed
+                if future.exception() is None:
+                    yield future.result()
+            if failures:
+                raise failures[0]
+        for t in tables:
+            yield from run_selected_checks(context, warehouse, t.name)
+
+    return [staging]
+
+
+def _write_queued(context: dg.AssetExecutionContext, messages: queue.Queue) -> None:
+    while True:
+        try:
+            level, message = messages.get_nowait()
+        except queue.Empty:
+            return
+        getattr(context.log, level)(message)

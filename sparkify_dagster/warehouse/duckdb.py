@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -154,6 +155,7 @@ class DuckDBWarehouse(Warehouse):
     _run_connection: Any = PrivateAttr(default=None)
     _in_run: bool = PrivateAttr(default=False)
     _ensured: set = PrivateAttr(default_factory=set)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: Any) -> None:
         self._in_run = True
@@ -165,13 +167,16 @@ class DuckDBWarehouse(Warehouse):
         if con is not None:
             con.close()
 
+    def _configure(self, con: duckdb.DuckDBPyConnection) -> None:
+        # Redshift semantics: integer / integer truncates.
+        con.execute("SET integer_division = true")
+        if self.memory_limit:
+            con.execute(f"SET memory_limit = {quote_literal(self.memory_limit)}")
+
     def _open(self) -> duckdb.DuckDBPyConnection:
         con = self._connect()
         try:
-            # Redshift semantics: integer / integer truncates.
-            con.execute("SET integer_division = true")
-            if self.memory_limit:
-                con.execute(f"SET memory_limit = {quote_literal(self.memory_limit)}")
+            self._configure(con)
         except BaseException:
             con.close()
             raise
@@ -180,9 +185,16 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def session(self) -> Iterator[_DuckDBSession]:
         if self._in_run:
-            if self._run_connection is None:
-                self._run_connection = self._open()
-            yield _DuckDBSession(self._run_connection)
+            with self._lock:
+                if self._run_connection is None:
+                    self._run_connection = self._open()
+                # A cursor: its own connection to the open database (own transaction; safe in a thread).
+                con = self._run_connection.cursor()
+            try:
+                self._configure(con)
+                yield _DuckDBSession(con)
+            finally:
+                con.close()
             return
         con = self._open()
         try:
