@@ -167,12 +167,10 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
                                         *((jsonpaths, event_files, reload_keys) if t is STAGING_EVENTS else (None,)))
                     for t in selected
                 }
-                while True:
-                    done = all(f.done() for f in futures.values())
+                pending = set(futures.values())
+                while pending:  # the run log, written as the loads go (waits on the unfinished ones only)
+                    pending = futures_wait(pending, timeout=0.2, return_when=FIRST_COMPLETED).not_done
                     _write_queued(context, messages)
-                    if done:
-                        break
-                    futures_wait(list(futures.values()), timeout=0.2, return_when=FIRST_COMPLETED)
             failures = [f.exception() for f in futures.values() if f.exception() is not None]
             for name, future in futures.items():  # a table that loaded is reported even if the other failed
                 if future.exception() is None:
