@@ -38,9 +38,11 @@ REPO = HERE.parent
 BIN = Path(sys.executable).parent
 TIME = "/usr/bin/time"
 MATERIALIZE = [str(BIN / "dagster"), "asset", "materialize", "-m", "sparkify_dagster", "--select", "*"]
-STAGING = ("staging_events", "staging_songs")
+STAGING = ("staging", "staging_events", "staging_songs")  # the pipeline loads both in one step "staging"
 STAR = ("songplays", "users", "songs", "artists", "time")
-ANALYTICS_STEP = "analytics"  # one step builds the analytics tables (and draws their charts)
+ANALYTICS_STEP = "analytics"
+ANALYTICS_TABLES = ("top_songs", "top_artists", "plays_by_hour", "plays_by_weekday", "plays_by_level",
+                    "most_active_users", "plays_by_platform")  # one step builds the analytics tables (and draws their charts)
 DAY_MS = 86_400_000
 SESSION_SHIFT = 100_000_000  # new sessionIds for the added day: far above any generated one
 
@@ -91,7 +93,9 @@ def table_counts(db: Path) -> dict[str, int]:
 
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in (*STAGING, *STAR)}
+        tables = [f'"{t}"' for t in ("staging_events", "staging_songs", *STAR)]
+        tables += [f"analytics.{a}" for a in ANALYTICS_TABLES]
+        return {t.strip('"'): con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
     finally:
         con.close()
 
