@@ -25,6 +25,9 @@ def _ref(name: str) -> str:
     return quote_ident(name)
 
 
-def transform_sql(table_name: str, dialect: Dialect) -> str:
-    """The SELECT that builds ``table_name``, rendered for ``dialect``."""
-    return _ENV.get_template(f"{table_name}.sql").render(ref=_ref, d=dialect).strip()
+def transform_sql(table_name: str, dialect: Dialect, affected: str | None = None) -> str:
+    """The SELECT that builds ``table_name``, rendered for ``dialect``.
+
+    ``affected`` (users and songplays only) names a relation of the keys to rebuild, for an update
+    that replaces just those rows (``assets/star.py``); None builds the whole table."""
+    return _ENV.get_template(f"{table_name}.sql").render(ref=_ref, d=dialect, affected=affected).strip()

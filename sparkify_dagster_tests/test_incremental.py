@@ -155,3 +155,68 @@ def test_new_song_file_is_loaded_and_matched(dataset, tmp_path):
     assert materialize_all(raw, db).success
     assert ("SONEWSONG000000001", "Brand New", "ARNEWARTIST0000001", 2020, 180.5) in table_rows(db, "songs")
     assert_same_as_full_load(raw, db, tmp_path)
+
+
+def _builds(result) -> dict[str, str]:
+    return {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata["build"].value
+            for e in result.get_asset_materialization_events()
+            if "build" in e.event_specific_data.materialization.metadata}
+
+
+def test_new_days_replace_only_their_keys_and_equal_a_full_load_after_every_run(dataset, tmp_path):
+    """The star update for new log files (star_updates.py) is checked against a full load at every step,
+    including a new file that holds later copies of events already loaded (the latest copy must win)."""
+    raw, db = tmp_path / "raw", tmp_path / "inc.duckdb"
+    copy_tree_without_logs(dataset, raw)
+    days = log_files(dataset)
+    step = 0
+
+    def run_and_compare(expect: dict[str, str]) -> None:
+        nonlocal step
+        step += 1
+        result = materialize_all(raw, db)
+        assert result.success
+        builds = _builds(result)
+        for table, how in expect.items():
+            assert builds[table].startswith(how), (table, builds[table])
+        full_db = tmp_path / f"full-{step}.duckdb"
+        assert materialize_all(raw, full_db).success
+        got, want = contents(db), contents(full_db)
+        for table in ("users", "songs", "artists", "songplays", "time"):
+            assert got[table] == want[table], f"step {step}: {table} differs from a full load"
+
+    place(dataset, raw, days[2])
+    run_and_compare({"songplays": "rebuilt in full", "users": "rebuilt in full"})
+    for day in (days[4], days[0], days[5]):  # newer and older days
+        place(dataset, raw, day)
+        run_and_compare({"songplays": "rows of the keys in 1 new log file", "users": "rows of the keys in 1",
+                         "songs": "unchanged", "artists": "unchanged"})
+    run_and_compare({"songplays": "unchanged", "users": "unchanged", "songs": "unchanged"})
+
+    # A new file with later copies of events of a loaded day: other level, song, and a later ts.
+    copies = []
+    for line in days[2].read_text().splitlines()[:40]:
+        record = json.loads(line)
+        if record.get("page") == "NextSong" and record.get("userId"):
+            record["ts"] += 1000
+            record["level"] = "paid" if record["level"] == "free" else "free"
+            copies.append(json.dumps(record))
+    assert copies
+    extra = raw / "log_data" / "2018" / "12" / "2018-12-31-events.json"
+    extra.parent.mkdir(parents=True, exist_ok=True)
+    extra.write_text("\n".join(copies) + "\n")
+    run_and_compare({"songplays": "rows of the keys in 1 new log file", "users": "rows of the keys in 1"})
+
+    # A song file added: whatever reads songs is rebuilt in full.
+    song = next((raw / "song_data").rglob("*.json"))
+    record = json.loads(song.read_text())
+    record["song_id"], record["title"] = "SONEWSONG00000", "A brand new song"
+    (song.parent / "TRNEWSONG00000.json").write_text(json.dumps(record))
+    run_and_compare({"songs": "rebuilt in full", "artists": "rebuilt in full", "songplays": "rebuilt in full",
+                     "users": "unchanged"})
+
+    # A table changed behind the pipeline's back (its row count no longer matches): rebuilt in full.
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM songplays WHERE songplay_id = (SELECT min(songplay_id) FROM songplays)")
+    place(dataset, raw, days[1])
+    run_and_compare({"songplays": "rebuilt in full", "users": "rows of the keys in 1"})

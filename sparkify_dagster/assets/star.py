@@ -5,11 +5,11 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from sparkify_dagster.assets import star_updates
 from sparkify_dagster.assets.metadata import OWNERS, code_references, markdown_table, table_metadata
 from sparkify_dagster.assets.staging import WAREHOUSE_POOL
 from sparkify_dagster.checks import check_specs, run_selected_checks
 from sparkify_dagster.catalog import ARTISTS, SONGPLAYS, SONGS, TIME, USERS, Table
-from sparkify_dagster.transforms import transform_sql
 from sparkify_dagster.warehouse.base import Warehouse, quote_ident
 
 STAR_GROUP = "star"
@@ -28,10 +28,14 @@ PREVIEW_ROWS = 5
 
 
 def rebuild(context: dg.AssetExecutionContext, warehouse: Warehouse, table: Table) -> dg.MaterializeResult:
-    """Replace a star table by its transform, atomically, and describe the result."""
+    """Bring a star table up to date with staging, atomically (in full, or only what changed), and
+    describe the result."""
     warehouse.ensure_tables()
-    rows = warehouse.replace_table(table, transform_sql(table.name, warehouse.dialect))
-    context.log.info(f"{table.name}: {rows:,} rows")
+    done = star_updates.update(warehouse, table)
+    how = {"full": "rebuilt in full", "unchanged": "unchanged since its last build (same raw files)",
+           "new log files": f"rows of the keys in {done.new_files:,} new log file(s) replaced"}[done.how]
+    context.log.info(f"{table.name}: {done.rows:,} rows; {how}")
+    rows = done.rows
     order = ", ".join(quote_ident(c) for c in table.primary_key)
     preview = warehouse.query(f"SELECT * FROM {quote_ident(table.name)} ORDER BY {order} LIMIT {PREVIEW_ROWS}")
     return dg.MaterializeResult(
@@ -39,6 +43,7 @@ def rebuild(context: dg.AssetExecutionContext, warehouse: Warehouse, table: Tabl
         metadata={
             **table_metadata(table, warehouse, row_count=rows),
             "preview": dg.MetadataValue.md(markdown_table([dict(zip(table.column_names, r)) for r in preview])),
+            "build": how,
         }
     )
 

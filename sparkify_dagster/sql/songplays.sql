@@ -21,6 +21,13 @@ plays AS (
     WHERE e.page = 'NextSong'
       AND e.user_id IS NOT NULL AND e.user_id <> ''
       AND e.ts IS NOT NULL
+{%- if affected %}
+      -- only the events of the given (user_id, session_id, item_in_session) keys, every copy of them
+      AND EXISTS (SELECT 1 FROM {{ affected }} AS a
+                  WHERE a.user_id = e.user_id
+                    AND a.session_id IS NOT DISTINCT FROM e.session_id
+                    AND a.item_in_session IS NOT DISTINCT FROM e.item_in_session)
+{%- endif %}
 ),
 
 events AS (

@@ -13,6 +13,9 @@ WITH ranked AS (
         ) AS recency_rank
     FROM {{ ref('staging_events') }} AS e
     WHERE e.user_id IS NOT NULL AND e.user_id <> ''
+{%- if affected %}
+      AND e.user_id IN (SELECT user_id FROM {{ affected }})  -- only the given users
+{%- endif %}
 )
 
 SELECT user_id, first_name, last_name, gender, level

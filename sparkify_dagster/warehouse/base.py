@@ -101,6 +101,11 @@ class Warehouse(dg.ConfigurableResource):
     max_errors: int = 10
 
     @property
+    def incremental_star(self) -> bool:
+        """Whether star tables may be updated for new log files only (``assets/star_updates.py``)."""
+        return False
+
+    @property
     @abstractmethod
     def dialect(self) -> Dialect: ...
 

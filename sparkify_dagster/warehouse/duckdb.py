@@ -130,6 +130,10 @@ class DuckDBWarehouse(Warehouse):
     def kind(self) -> str:
         return "duckdb"
 
+    @property
+    def incremental_star(self) -> bool:
+        return True
+
     def describe(self) -> str:
         return f"duckdb:{Path(self.path).expanduser().resolve()}"
 
