@@ -311,8 +311,7 @@ def render(results: list[dict], mach: dict) -> str:
         "",
         "Targets. *Incremental, wall*: (one day − nothing new) / (full − nothing new), from the wall times "
         "above (noisy: a difference of two runs). *Incremental, staging*: the same ratio from the staging "
-        "steps' own timers (what the incremental load changes; the star tables are rebuilt from all of "
-        "staging on every run, so they cost the same in the nothing-new run).",
+        "steps' own timers (what the staging load changes).",
         "",
         "| preset | full / floor (target ≤ 1.5) | incremental, wall (target < 0.1) | incremental, staging "
         "(target < 0.1) | peak RSS of the full load (target < 2048 MiB at large) | tables equal the floor's |",
