@@ -69,10 +69,6 @@ class _Scratch:
     def file(self, name: str) -> str:
         return str(self.folder / name)
 
-    def clear(self) -> None:
-        for path in self.folder.iterdir():
-            path.unlink()
-
     def __exit__(self, *exc_info) -> None:
         try:
             self.con.close()

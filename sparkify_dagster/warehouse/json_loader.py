@@ -27,7 +27,6 @@ Redshift rules mirrored (COPY ... FORMAT AS JSON, no TRUNCATECOLUMNS, no ACCEPTI
 
 from __future__ import annotations
 
-import codecs
 import json
 import os
 import re
@@ -87,21 +86,6 @@ def decode_text(data: bytes) -> str | None:
         return str(memoryview(data)[len(BOM) :] if data.startswith(BOM) else data, "utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def is_utf8(data: bytes, chunk: int = 1 << 22) -> bool:
-    """Whether ``data`` is valid UTF-8 (the test ``decode_text`` applies), without decoding it whole."""
-    if data.isascii():
-        return True
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    view = memoryview(data)
-    try:
-        for start in range(0, len(view), chunk):
-            decoder.decode(view[start : start + chunk])
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def frame_text(text: str) -> list[tuple[int, str]]:
