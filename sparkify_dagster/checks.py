@@ -65,11 +65,6 @@ class TableCheck:
                                    metadata=result.metadata, description=result.description)
 
 
-def _check(table: str, name: str, description: str, body: Callable[[Warehouse], dg.AssetCheckResult],
-           blocking: bool = True) -> TableCheck:
-    return TableCheck(table, name, description, body, blocking)
-
-
 def primary_key_checks(table: Table) -> list[TableCheck]:
     name, keys = quote_ident(table.name), [quote_ident(k) for k in table.primary_key]
     key_list = ", ".join(keys)
@@ -77,14 +72,14 @@ def primary_key_checks(table: Table) -> list[TableCheck]:
     any_null = " OR ".join(f"{quote_ident(c)} IS NULL" for c in required)
     dup_sql = f"SELECT {key_list}, COUNT(*) AS n FROM {name} GROUP BY {key_list} HAVING COUNT(*) > 1"
     return [
-        _check(
+        TableCheck(
             table.name, "primary_key_unique", f"{', '.join(table.primary_key)} identifies one row.",
             lambda w: _violations(
                 w, f"SELECT COUNT(*) FROM ({dup_sql}) AS d", dup_sql, [*table.primary_key, "rows"],
                 "Duplicate primary keys.",
             ),
         ),
-        _check(
+        TableCheck(
             table.name, "required_columns_not_null", f"{', '.join(required)} never null.",
             lambda w: _violations(
                 w, f"SELECT COUNT(*) FROM {name} WHERE {any_null}", f"SELECT * FROM {name} WHERE {any_null}",
@@ -94,7 +89,7 @@ def primary_key_checks(table: Table) -> list[TableCheck]:
     ]
 
 
-def foreign_key_check(table: Table, column: str, target: Table, on: str | None = None) -> TableCheck:
+def foreign_keyTableCheck(table: Table, column: str, target: Table, on: str | None = None) -> TableCheck:
     """Every non-null table.column exists in target's primary key. The check lives on ``on``."""
     src, dst = quote_ident(table.name), quote_ident(target.name)
     col, key = quote_ident(column), quote_ident(target.primary_key[0])
@@ -106,7 +101,7 @@ def foreign_key_check(table: Table, column: str, target: Table, on: str | None =
     name = f"{column}_in_{target.name}" if owner == table.name else f"{table.name}_{column}_in_{target.name}"
     # No additional_deps: the graph already orders the tables, and without them a failing check
     # never stops another check from running in the checks-only job.
-    return _check(
+    return TableCheck(
         owner, name,
         f"Every non-null {table.name}.{column} has a row in {target.name}.",
         lambda w: _violations(w, f"SELECT COUNT(*) FROM ({orphans}) AS o", orphans, [column],
@@ -114,10 +109,10 @@ def foreign_key_check(table: Table, column: str, target: Table, on: str | None =
     )
 
 
-def level_check(table: Table) -> TableCheck:
+def levelTableCheck(table: Table) -> TableCheck:
     name = quote_ident(table.name)
     bad = f"level IS NULL OR level NOT IN ('free', 'paid')"
-    return _check(
+    return TableCheck(
         table.name, "level_is_free_or_paid", "level is 'free' or 'paid'.",
         lambda w: _violations(
             w, f"SELECT COUNT(*) FROM {name} WHERE {bad}",
@@ -127,7 +122,7 @@ def level_check(table: Table) -> TableCheck:
     )
 
 
-def staging_count_check(table: Table) -> TableCheck:
+def staging_countTableCheck(table: Table) -> TableCheck:
     """Per file: rows in the staging table = records staged, and read = staged + rejected."""
     files = quote_ident(LOADED_FILES.name)
     lit = quote_literal(table.name)
@@ -174,18 +169,18 @@ def staging_count_check(table: Table) -> TableCheck:
         }
         return dg.AssetCheckResult(passed=result.passed, metadata=metadata, description=result.description)
 
-    return _check(table.name, "records_read_equal_staged_plus_rejected",
+    return TableCheck(table.name, "records_read_equal_staged_plus_rejected",
                   "Every record read is either a staging row or a load_errors row, file by file.", body)
 
 
 def build_checks() -> list[TableCheck]:
-    checks = [staging_count_check(t) for t in STAGING_TABLES]
+    checks = [staging_countTableCheck(t) for t in STAGING_TABLES]
     for table in STAR_TABLES:
         checks += primary_key_checks(table)
-    checks += [level_check(SONGPLAYS), level_check(USERS)]
+    checks += [levelTableCheck(SONGPLAYS), levelTableCheck(USERS)]
     for column, target in SONGPLAYS.foreign_keys.items():
         # time is built after songplays, so the start_time check runs on time.
-        checks.append(foreign_key_check(SONGPLAYS, column, TABLES[target], on=TIME.name if target == TIME.name else None))
+        checks.append(foreign_keyTableCheck(SONGPLAYS, column, TABLES[target], on=TIME.name if target == TIME.name else None))
     return checks
 
 

@@ -11,7 +11,8 @@ import jinja2
 from sparkify_dagster.catalog import TABLES
 from sparkify_dagster.warehouse.dialect import Dialect, quote_ident
 
-_ENV = jinja2.Environment(
+# The templates of sql/ (star transforms here, analytics in assets/analytics.py).
+SQL_TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("sparkify_dagster", "sql"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
@@ -30,4 +31,4 @@ def transform_sql(table_name: str, dialect: Dialect, affected: str | None = None
 
     ``affected`` (users and songplays only) names a relation of the keys to rebuild, for an update
     that replaces just those rows (``assets/star.py``); None builds the whole table."""
-    return _ENV.get_template(f"{table_name}.sql").render(ref=_ref, d=dialect, affected=affected).strip()
+    return SQL_TEMPLATES.get_template(f"{table_name}.sql").render(ref=_ref, d=dialect, affected=affected).strip()

@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dagster as dg
-import jinja2
 
 from sparkify_dagster.assets.charts import bar_chart, chart_markdown
 from sparkify_dagster.assets.metadata import OWNERS, code_references, markdown_table, table_metadata
 from sparkify_dagster.assets.staging import WAREHOUSE_POOL
 from sparkify_dagster.catalog import ARTISTS, SONGPLAYS, SONGS, TABLES, TIME, USERS, Column, Table
+from sparkify_dagster.transforms import SQL_TEMPLATES
 from sparkify_dagster.warehouse.base import Dialect, Warehouse, quote_ident, relation, replace_statements
 
 ANALYTICS_GROUP = "analytics"
@@ -168,14 +168,6 @@ ANALYSES_BY_NAME = {a.name: a for a in ANALYSES}
 
 # --- SQL: rendering, DDL, replacement -------------------------------------------------------------
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("sparkify_dagster", "sql"),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
-
-
 def _ref(name: str) -> str:
     if name in ANALYSES_BY_NAME:
         return relation(ANALYSES_BY_NAME[name].table)
@@ -186,7 +178,7 @@ def _ref(name: str) -> str:
 
 def analytics_sql(name: str, dialect: Dialect) -> str:
     """The SELECT that builds analytics table ``name``, rendered for ``dialect``."""
-    template = _ENV.get_template(f"analytics_{name}.sql")
+    template = SQL_TEMPLATES.get_template(f"analytics_{name}.sql")
     return template.render(ref=_ref, d=dialect, top_n=TOP_N, platforms=PLATFORMS).strip()
 
 

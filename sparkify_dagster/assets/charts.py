@@ -31,6 +31,7 @@ def _short(label: object) -> str:
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
+@lru_cache(maxsize=1)
 def _font_file() -> str | None:
     """DejaVu Sans (wide Unicode coverage: accented and non-Latin names): the copy bundled with
     matplotlib if it is installed (found without importing it), else a system copy, else None."""

@@ -162,9 +162,13 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
             # (listing and reading 100k small files) while the event side is mostly DuckDB, so together
             # they take ~1.8 s less than one after the other at medium.
             with ThreadPoolExecutor(max_workers=len(selected), thread_name_prefix="staging") as pool:
+                per_table = {
+                    STAGING_EVENTS.name: {"jsonpaths": jsonpaths, "files": event_files, "reload_keys": reload_keys},
+                    STAGING_SONGS.name: {"jsonpaths": None},
+                }
                 futures = {
-                    t.name: pool.submit(_load, log, context.run.run_id, config, warehouse, raw_data, t, prefixes[t.name],
-                                        *((jsonpaths, event_files, reload_keys) if t is STAGING_EVENTS else (None,)))
+                    t.name: pool.submit(_load, log, context.run.run_id, config, warehouse, raw_data, t,
+                                        prefixes[t.name], **per_table[t.name])
                     for t in selected
                 }
                 pending = set(futures.values())

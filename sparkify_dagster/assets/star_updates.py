@@ -70,9 +70,8 @@ def update(warehouse: Warehouse, table: Table) -> StarUpdate:
     name = quote_ident(table.name)
     if table.name not in TRACKED or not warehouse.incremental_star:
         return StarUpdate(warehouse.replace_table(table, transform_sql(table.name, warehouse.dialect)), "full")
-    with warehouse.session() as s:
-        s.execute(_CREATE_STATE)
     with warehouse.transaction() as s:
+        s.execute(_CREATE_STATE)
         current = _sources(s, table)
         recorded = dict(s.execute(f"SELECT source_file, file_version FROM {STATE_TABLE} WHERE table_name = ?",
                                   [table.name]))

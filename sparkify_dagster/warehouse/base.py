@@ -20,7 +20,6 @@ from sparkify_dagster.catalog import ALL_TABLES, Table
 # The SQL spelling (no Dagster in it, so plain scripts such as benchmarks/floor.py can use it).
 from sparkify_dagster.warehouse.dialect import (  # noqa: F401  (re-exported)
     Dialect,
-    DuckDBDialect,
     quote_ident,
     quote_literal,
     relation,

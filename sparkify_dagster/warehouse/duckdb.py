@@ -18,17 +18,8 @@ from pydantic import PrivateAttr
 from sparkify_dagster.catalog import ALL_TABLES, LOAD_ERRORS, LOADED_FILES, Table
 from sparkify_dagster.source import LocalFolderSource
 from sparkify_dagster.warehouse import json_loader
-from sparkify_dagster.warehouse.base import (
-    Dialect,
-    DuckDBDialect,
-    LoadReport,
-    TooManyLoadErrors,
-    Warehouse,
-    plan_load,
-    quote_ident,
-    quote_literal,
-    rollback,
-)
+from sparkify_dagster.warehouse.base import LoadReport, TooManyLoadErrors, Warehouse, plan_load, rollback
+from sparkify_dagster.warehouse.dialect import Dialect, DuckDBDialect, quote_ident, quote_literal
 
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")
 # Local files at least this big are read by DuckDB itself (read_text) rather than bound as parameters.
