@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh warehouse file, raw-data folders, and a helper that runs the whole graph."""
+"""Shared fixtures: a fresh warehouse file, raw-data folders, a moto S3 server, and helpers that run the
+whole graph and read every table."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sparkify_dagster.catalog import ALL_TABLES
 from sparkify_dagster.definitions import build_defs
 from sparkify_dagster.source import LocalFolderSource
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
@@ -66,3 +68,44 @@ def table_rows(db_path: Path, table: str, order_by: str | None = None) -> list[t
     with duckdb.connect(str(db_path), read_only=True) as con:
         order = f" ORDER BY {order_by}" if order_by else " ORDER BY ALL"
         return con.execute(f'SELECT * FROM "{table}"{order}').fetchall()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A moto S3 server on loopback, fresh for each test module that uses it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+class FakeS3Source:
+    """Stands in for S3Source where a Redshift load only writes its COPY manifests beside the data."""
+
+    def __init__(self):
+        self.written = {}
+
+    def s3_uri(self, key):
+        return f"s3://bkt/p/{key}"
+
+    def has(self, key):
+        return True
+
+    def write_bytes(self, key, data):
+        self.written[key] = data
+        return key
+
+
+def contents(db: Path, *, without: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
+    """Every table's rows, sorted (optionally without some columns, e.g. load_id)."""
+    import duckdb
+
+    out = {}
+    with duckdb.connect(str(db), read_only=True) as con:
+        for table in ALL_TABLES:
+            cols = ", ".join(f'"{c}"' for c in table.column_names if c not in without)
+            out[table.name] = con.execute(f'SELECT {cols} FROM "{table.name}" ORDER BY ALL').fetchall()
+    return out

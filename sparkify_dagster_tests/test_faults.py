@@ -39,7 +39,7 @@ from botocore.awsrequest import AWSResponse
 from dagster_aws.s3 import S3Resource
 
 from sparkify_dagster import source_s3 as source_module
-from sparkify_dagster.catalog import ALL_TABLES, SONGPLAYS, STAGING_EVENTS, STAGING_TABLES
+from sparkify_dagster.catalog import SONGPLAYS, STAGING_EVENTS, STAGING_TABLES
 from sparkify_dagster.cli.generate import generate_dataset
 from sparkify_dagster.definitions import build_defs, build_source
 from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource, RawFile, S3Source, SourceError
@@ -49,23 +49,13 @@ from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import TooManyLoadErrors
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
-from sparkify_dagster_tests.conftest import materialize_all
+from sparkify_dagster_tests.conftest import contents, materialize_all
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def contents(db: Path, *, without: tuple[str, ...] = ()) -> dict[str, list[tuple]]:
-    """Every table's rows, sorted (optionally without some columns, e.g. load_id)."""
-    out = {}
-    with duckdb.connect(str(db), read_only=True) as con:
-        for table in ALL_TABLES:
-            cols = ", ".join(f'"{c}"' for c in table.column_names if c not in without)
-            out[table.name] = con.execute(f'SELECT {cols} FROM "{table.name}" ORDER BY ALL').fetchall()
-    return out
-
-
 def assert_same(got: dict, want: dict, what: str) -> None:
     for table in want:
         assert got[table] == want[table], f"{table}: {what} ({len(got[table])} rows vs {len(want[table])})"
@@ -115,7 +105,7 @@ def new_day(src: Path, dst: Path, shift_days: int, session_offset: int) -> list[
 
 
 # ============================================================================================== S3
-moto_server = pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
+pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
 BUCKET = "sparkify-faults"
 PREFIX = "landing"
 SLOW_DOWN = (503, "SlowDown", "Please reduce your request rate.")
@@ -186,15 +176,6 @@ class S3Faults:
         body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message>'
                 f"<RequestId>FAULT</RequestId></Error>").encode()
         return AWSResponse(request.url, status, {"Content-Type": "application/xml"}, _RawBody(body))
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from sparkify_dagster.warehouse import redshift
 from sparkify_dagster.warehouse.base import TooManyLoadErrors
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse, UnsafeValueError, copy_sql
 from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, load_settings
+from sparkify_dagster_tests.conftest import FakeS3Source
 
 ARN = "arn:aws:iam::123456789012:role/sparkify-s3-read"
 PASSWORD = "S3cret-Pa55word!"
@@ -192,21 +193,6 @@ class FakeCursor:
         pass
 
 
-class FakeSource:
-    def __init__(self):
-        self.written = {}
-
-    def s3_uri(self, key):
-        return f"s3://bkt/p/{key}"
-
-    def has(self, key):
-        return True
-
-    def write_bytes(self, key, data):
-        self.written[key] = data
-        return key
-
-
 def _warehouse(monkeypatch, conn, max_errors=10):
     import redshift_connector
 
@@ -218,7 +204,7 @@ def _warehouse(monkeypatch, conn, max_errors=10):
 def test_staging_load_is_one_transaction_with_one_copy_per_log_file(monkeypatch):
     bad = [("s3://bkt/p/log_data/2018/11/2018-11-02-events.json", 3, "status", "Invalid digit", '{"status":"x"}')]
     conn = FakeConnection(copy_counts=[15, 170], errors_by_copy=[[], bad])
-    report = _warehouse(monkeypatch, conn).load_staging(STAGING_EVENTS, FakeSource(), LOG_FILES, "run-1",
+    report = _warehouse(monkeypatch, conn).load_staging(STAGING_EVENTS, FakeS3Source(), LOG_FILES, "run-1",
                                                         logging.getLogger("t"))
     sqls = [s for s, _ in conn.statements]
     assert sqls[0].startswith("SELECT source_file, file_version FROM")  # the load manifest, read first
@@ -234,7 +220,7 @@ def test_staging_load_is_one_transaction_with_one_copy_per_log_file(monkeypatch)
 
 def test_songs_load_one_copy_from_a_manifest_of_every_file(monkeypatch):
     conn = FakeConnection(copy_counts=[3], errors_by_copy=[[]])
-    source = FakeSource()
+    source = FakeS3Source()
     files = [RawFile(f"song_data/A/A/A/TRAAA{i}.json", 1, "e") for i in range(3)]
     _warehouse(monkeypatch, conn).load_staging(STAGING_SONGS, source, files, "run-1", logging.getLogger("t"))
     copies = [s for s, _ in conn.statements if s.startswith("COPY")]
@@ -246,7 +232,7 @@ def test_songs_load_one_copy_from_a_manifest_of_every_file(monkeypatch):
 def test_a_copy_over_maxerror_rolls_back_and_keeps_the_rejects(monkeypatch):
     conn = FakeConnection(copy_counts=[15], errors_by_copy=[[]], fail_on_copy=2)
     with pytest.raises(TooManyLoadErrors, match="2018-11-02-events.json line 7 column ts"):
-        _warehouse(monkeypatch, conn).load_staging(STAGING_EVENTS, FakeSource(), LOG_FILES, "run-1",
+        _warehouse(monkeypatch, conn).load_staging(STAGING_EVENTS, FakeS3Source(), LOG_FILES, "run-1",
                                                    logging.getLogger("t"))
     sqls = [s for s, _ in conn.statements]
     assert "ROLLBACK" in sqls
@@ -282,6 +268,6 @@ def test_unchanged_files_are_not_copied_again(monkeypatch):
     conn = FakeConnection(copy_counts=[], errors_by_copy=[])
     wh = _warehouse(monkeypatch, conn)
     monkeypatch.setattr(RedshiftWarehouse, "loaded_versions", lambda self, s, table: {f.key: f.version for f in LOG_FILES})
-    report = wh.load_staging(STAGING_EVENTS, FakeSource(), LOG_FILES, "run-2", logging.getLogger("t"))
+    report = wh.load_staging(STAGING_EVENTS, FakeS3Source(), LOG_FILES, "run-2", logging.getLogger("t"))
     assert report.files_unchanged == 2 and report.files == 0
     assert not any(s.startswith(("COPY", "BEGIN", "DELETE")) for s, _ in conn.statements)

@@ -16,18 +16,9 @@ from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource, S3Source
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 from sparkify_dagster_tests.conftest import materialize_all
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
+pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
 BUCKET = "sparkify-raw"
 PREFIX = "landing/v1"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

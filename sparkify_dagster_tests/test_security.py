@@ -39,9 +39,9 @@ from sparkify_dagster.source import SAMPLE_DATA_DIR, RawFile
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse, UnsafeValueError
 from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, load_settings
-from sparkify_dagster_tests.conftest import materialize_all
+from sparkify_dagster_tests.conftest import FakeS3Source, materialize_all
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
+pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -61,15 +61,6 @@ def assert_no_secret(text: str, where: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- S3
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def s3(s3_endpoint, monkeypatch):
     """A bucket holding the sample under raw/, with the secret AWS key in the environment."""
@@ -408,21 +399,6 @@ def test_sparkify_sql_cli_refuses_a_hostile_key_and_prints_no_sql(s3, s3_endpoin
     assert_no_secret(done.stdout + done.stderr, "sparkify-sql output")
 
 
-class _ListingSource:
-    def __init__(self):
-        self.written = {}
-
-    def s3_uri(self, key):
-        return f"s3://bkt/p/{key}"
-
-    def has(self, key):
-        return True
-
-    def write_bytes(self, key, data):
-        self.written[key] = data
-        return key
-
-
 @pytest.mark.parametrize("table, key", [
     (STAGING_EVENTS, HOSTILE_LOG_KEY),
     (STAGING_SONGS, "song_data/A/B/C/TRABC'; DROP TABLE songs; --.json"),
@@ -435,7 +411,7 @@ def test_redshift_load_refuses_a_hostile_key_before_any_statement(monkeypatch, t
     monkeypatch.setattr(redshift_connector, "connect", lambda **kwargs: conn)
     wh = RedshiftWarehouse(host="h", database="d", user="u", password=REDSHIFT_PASSWORD, iam_role_arn=ARN,
                            region="us-west-2")
-    source = _ListingSource()
+    source = FakeS3Source()
     benign = "song_data/A/B/C/TRABC.json" if table is STAGING_SONGS else "log_data/2018/11/2018-11-02-events.json"
     files = [RawFile(benign, 1, "a"), RawFile(key, 1, "b")]
     with pytest.raises(UnsafeValueError) as err:
