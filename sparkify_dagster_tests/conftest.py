@@ -82,6 +82,22 @@ def s3_endpoint():
     server.stop()
 
 
+def upload_tree(client, bucket: str, root: Path, prefix: str) -> int:
+    """Put every *.json file under ``root`` into ``bucket`` at ``prefix``/<its relative path>; return how many."""
+    paths = sorted(root.rglob("*.json"))
+    for path in paths:
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(root).as_posix()}", Body=path.read_bytes())
+    return len(paths)
+
+
+def delete_bucket(client, bucket: str) -> None:
+    """Empty ``bucket``, then delete it."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)
+
+
 class FakeS3Source:
     """Stands in for S3Source where a Redshift load only writes its COPY manifests beside the data."""
 

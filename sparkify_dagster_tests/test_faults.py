@@ -49,7 +49,7 @@ from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import TooManyLoadErrors
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
-from sparkify_dagster_tests.conftest import contents, materialize_all
+from sparkify_dagster_tests.conftest import contents, delete_bucket, materialize_all, upload_tree
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -187,14 +187,9 @@ def s3(s3_endpoint, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     client = boto3.client("s3")
     client.create_bucket(Bucket=BUCKET)
-    for path in sorted(SAMPLE_DATA_DIR.rglob("*.json")):
-        client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{path.relative_to(SAMPLE_DATA_DIR).as_posix()}",
-                          Body=path.read_bytes())
+    upload_tree(client, BUCKET, SAMPLE_DATA_DIR, PREFIX)
     yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    client.delete_bucket(Bucket=BUCKET)
+    delete_bucket(client, BUCKET)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sparkify_dagster.definitions import build_defs
 from sparkify_dagster.sensors import new_raw_files_sensor
 from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource, S3Source
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
-from sparkify_dagster_tests.conftest import materialize_all
+from sparkify_dagster_tests.conftest import delete_bucket, materialize_all, upload_tree
 
 pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
 BUCKET = "sparkify-raw"
@@ -29,18 +29,11 @@ def s3(s3_endpoint, monkeypatch):
     client = boto3.client("s3")
     client.create_bucket(Bucket=BUCKET)
     yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    client.delete_bucket(Bucket=BUCKET)
+    delete_bucket(client, BUCKET)
 
 
 def upload(client, root: Path, prefix: str = PREFIX) -> int:
-    count = 0
-    for path in sorted(root.rglob("*.json")):
-        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{path.relative_to(root).as_posix()}", Body=path.read_bytes())
-        count += 1
-    return count
+    return upload_tree(client, BUCKET, root, prefix)
 
 
 def source() -> S3Source:

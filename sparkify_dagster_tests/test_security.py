@@ -39,7 +39,7 @@ from sparkify_dagster.source import SAMPLE_DATA_DIR, RawFile
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse, UnsafeValueError
 from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, load_settings
-from sparkify_dagster_tests.conftest import FakeS3Source, materialize_all
+from sparkify_dagster_tests.conftest import FakeS3Source, delete_bucket, materialize_all, upload_tree
 
 pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
 
@@ -71,14 +71,9 @@ def s3(s3_endpoint, monkeypatch):
         monkeypatch.delenv(k, raising=False)
     client = boto3.client("s3")
     client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    for path in sorted(SAMPLE_DATA_DIR.rglob("*.json")):
-        client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{path.relative_to(SAMPLE_DATA_DIR).as_posix()}",
-                          Body=path.read_bytes())
+    upload_tree(client, BUCKET, SAMPLE_DATA_DIR, PREFIX)
     yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    client.delete_bucket(Bucket=BUCKET)
+    delete_bucket(client, BUCKET)
 
 
 # ------------------------------------------------------------------------------ instance storage scan
