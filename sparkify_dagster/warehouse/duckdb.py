@@ -164,31 +164,18 @@ class DuckDBWarehouse(Warehouse):
         if self.memory_limit:
             con.execute(f"SET memory_limit = {quote_literal(self.memory_limit)}")
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        con = self._connect()
-        try:
-            self._configure(con)
-        except BaseException:
-            con.close()
-            raise
-        return con
-
     @contextmanager
     def session(self) -> Iterator[_DuckDBSession]:
         if self._in_run:
             with self._lock:
                 if self._run_connection is None:
-                    self._run_connection = self._open()
+                    self._run_connection = self._connect()
                 # A cursor: its own connection to the open database (own transaction; safe in a thread).
                 con = self._run_connection.cursor()
-            try:
-                self._configure(con)
-                yield _DuckDBSession(con)
-            finally:
-                con.close()
-            return
-        con = self._open()
+        else:
+            con = self._connect()
         try:
+            self._configure(con)
             yield _DuckDBSession(con)
         finally:
             con.close()
@@ -310,8 +297,9 @@ class DuckDBWarehouse(Warehouse):
         A valid UTF-8 file reaches DuckDB as one text and is framed there (``FRAME_SQL``): nothing per
         line happens in Python. A big local file is read by DuckDB itself (``read_text``, which refuses
         invalid UTF-8: then the batch's big files take the Python path); other texts are bound as
-        parameters. A file with invalid UTF-8 is framed in Python, its bad lines rejected. Files holding text that is
-        not one JSON value per line are re-framed after typing (``frame_stream``) and typed again.
+        parameters. A file with invalid UTF-8 is framed in Python, its bad lines rejected. Files
+        holding text that is not one JSON value per line are re-framed after typing (``frame_stream``)
+        and typed again.
         """
         framed: dict[int, list[tuple[int, str]]] = {}  # files framed in Python (invalid UTF-8)
         first_early_reject = len(early_rejects)
@@ -328,6 +316,7 @@ class DuckDBWarehouse(Warehouse):
         # more than the framing).
         x = scratch.con
         x.execute("CREATE OR REPLACE TEMP TABLE _raw (file_idx INTEGER, line_number BIGINT, rec VARCHAR)")
+        done_in_place: set[int] = set()
         if in_place:
             paths_in_place = [str(local_root / f.key) for _, f in in_place]
             try:
@@ -335,9 +324,7 @@ class DuckDBWarehouse(Warehouse):
                           [[idx for idx, _ in in_place], paths_in_place, paths_in_place])
                 done_in_place = {idx for idx, _ in in_place}
             except duckdb.Error:  # invalid UTF-8 (or a file gone): the exact Python path, file by file
-                done_in_place = set()
-        else:
-            done_in_place = set()
+                pass
         rest = [(idx, f) for idx, f in indexed if idx not in done_in_place]
         # A local folder is read file by file (one file's bytes held at a time); S3 concurrently.
         contents = ((_read_local(local_root, source, f.key) for _, f in rest) if local_root
