@@ -89,7 +89,7 @@ def primary_key_checks(table: Table) -> list[TableCheck]:
     ]
 
 
-def foreign_keyTableCheck(table: Table, column: str, target: Table, on: str | None = None) -> TableCheck:
+def foreign_key_check(table: Table, column: str, target: Table, on: str | None = None) -> TableCheck:
     """Every non-null table.column exists in target's primary key. The check lives on ``on``."""
     src, dst = quote_ident(table.name), quote_ident(target.name)
     col, key = quote_ident(column), quote_ident(target.primary_key[0])
@@ -109,7 +109,7 @@ def foreign_keyTableCheck(table: Table, column: str, target: Table, on: str | No
     )
 
 
-def levelTableCheck(table: Table) -> TableCheck:
+def level_check(table: Table) -> TableCheck:
     name = quote_ident(table.name)
     bad = f"level IS NULL OR level NOT IN ('free', 'paid')"
     return TableCheck(
@@ -122,7 +122,7 @@ def levelTableCheck(table: Table) -> TableCheck:
     )
 
 
-def staging_countTableCheck(table: Table) -> TableCheck:
+def staging_count_check(table: Table) -> TableCheck:
     """Per file: rows in the staging table = records staged, and read = staged + rejected."""
     files = quote_ident(LOADED_FILES.name)
     lit = quote_literal(table.name)
@@ -174,13 +174,13 @@ def staging_countTableCheck(table: Table) -> TableCheck:
 
 
 def build_checks() -> list[TableCheck]:
-    checks = [staging_countTableCheck(t) for t in STAGING_TABLES]
+    checks = [staging_count_check(t) for t in STAGING_TABLES]
     for table in STAR_TABLES:
         checks += primary_key_checks(table)
-    checks += [levelTableCheck(SONGPLAYS), levelTableCheck(USERS)]
+    checks += [level_check(SONGPLAYS), level_check(USERS)]
     for column, target in SONGPLAYS.foreign_keys.items():
         # time is built after songplays, so the start_time check runs on time.
-        checks.append(foreign_keyTableCheck(SONGPLAYS, column, TABLES[target], on=TIME.name if target == TIME.name else None))
+        checks.append(foreign_key_check(SONGPLAYS, column, TABLES[target], on=TIME.name if target == TIME.name else None))
     return checks
 
 

@@ -213,6 +213,21 @@ def test_last_record_without_trailing_newline_is_staged(warehouse, raw):
     assert loaded_files(warehouse) == [(DAY1, 2, 2, 0), (DAY2, 2, 2, 0)]
 
 
+def test_a_file_that_grew_or_shrank_after_listing_is_read_whole(warehouse, raw):
+    """The load reads what is in the file, not the size the listing saw (the reader trusts that size
+    for one read, then reads on to the end)."""
+    write_raw(raw, DAY1, line(1) + "\n")
+    write_raw(raw, DAY2, line(3) + "\n" + line(4) + "\n")
+    src = LocalFolderSource(root=str(raw))
+    listed = src.list_files(LOG_PREFIX)
+    write_raw(raw, DAY1, line(1) + "\n" + line(2) + "\n" + "x" * 3_000_000 + "\n")  # grew past one read
+    write_raw(raw, DAY2, line(3) + "\n")
+    warehouse.load_staging(STAGING_EVENTS, src, listed, "test-load", LOG, jsonpaths=src.event_jsonpaths())
+    assert staged(warehouse, "source_file", "ts") == [(DAY1, 1), (DAY1, 2), (DAY2, 3)]
+    assert [(e[0], e[1]) for e in rejects(warehouse)] == [(DAY1, 3)]
+    assert loaded_files(warehouse) == [(DAY1, 3, 2, 1), (DAY2, 1, 1, 0)]
+
+
 def test_crlf_line_endings(warehouse, raw):
     content = "\r\n".join([line(1, userId="39"), "", line(2, userId="40"), "{bad", line(3, userId="41")]) + "\r\n"
     write_raw(raw, DAY1, content)

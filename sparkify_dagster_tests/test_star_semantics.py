@@ -445,6 +445,24 @@ def test_user_latest_event_tie_on_ts_goes_to_the_highest_item(world):
     assert users_of(world, "60") == [("60", "Lily", "New", "F", "paid")]
 
 
+NULL_TS = scenario(
+    "null ts",
+    logs={"2018-11-01": [
+        # A null ts ranks below any ts, whatever its item.
+        event("61", 610, 1, T0 + 13 * HOUR + 30_000, page="Home", level="paid", last="Timed"),
+        event("61", 610, 99, None, page="Home", level="free", last="Untimed"),
+        # Every event of the user without a ts: they all tie on ts, the highest item wins.
+        event("62", 620, 3, None, page="Home", level="free", last="Three"),
+        event("62", 620, 7, None, page="Home", level="paid", last="Seven"),
+    ]},
+)
+
+
+def test_user_latest_event_ignores_null_ts_unless_every_event_has_one(world):
+    assert users_of(world, "61") == [("61", "Lily", "Timed", "F", "paid")]
+    assert users_of(world, "62") == [("62", "Lily", "Seven", "F", "paid")]
+
+
 # ----------------------------------------------------------------------------- songplays identity
 EQUAL_TS = scenario(
     "equal ts",

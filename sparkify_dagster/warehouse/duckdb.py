@@ -78,13 +78,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read_local(root: Path, source: Any, key: str) -> bytes:
-    """A local file's bytes with one open and one read (100k song files: the pathlib overhead of
-    ``LocalFolderSource.read_bytes`` per file adds seconds); on any error the source reads it, so a
-    failure is the source's own ``SourceError``."""
+def _read_local(root: Path, source: Any, key: str, size: int = 0) -> bytes:
+    """A local file's bytes with os.open/os.read, one read when ``size`` (from the listing) is right
+    (100k song files: 0.45 s, where ``open()`` took 0.75-1.0 s and ``LocalFolderSource.read_bytes``
+    seconds); a file that grew is read to its end. On any error the source reads it, so a failure is
+    the source's own ``SourceError``."""
     try:
-        with open(f"{root}/{key}", "rb", buffering=0) as handle:
-            return handle.read()
+        fd = os.open(f"{root}/{key}", os.O_RDONLY)
+        try:
+            data = os.read(fd, size + 1)
+            if len(data) > size:  # the size was stale (or not given): read the rest
+                parts = [data]
+                while chunk := os.read(fd, 1 << 20):
+                    parts.append(chunk)
+                data = b"".join(parts)
+            return data
+        finally:
+            os.close(fd)
     except OSError:
         return source.read_bytes(key)
 
@@ -327,7 +337,7 @@ class DuckDBWarehouse(Warehouse):
                 pass
         rest = [(idx, f) for idx, f in indexed if idx not in done_in_place]
         # A local folder is read file by file (one file's bytes held at a time); S3 concurrently.
-        contents = ((_read_local(local_root, source, f.key) for _, f in rest) if local_root
+        contents = ((_read_local(local_root, source, f.key, f.size) for _, f in rest) if local_root
                     else iter(source.read_many([f.key for _, f in rest])))
         for (idx, f), data in zip(rest, contents):
             text = json_loader.decode_text(data)
