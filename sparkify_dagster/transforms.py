@@ -29,6 +29,6 @@ def _ref(name: str) -> str:
 def transform_sql(table_name: str, dialect: Dialect, affected: str | None = None) -> str:
     """The SELECT that builds ``table_name``, rendered for ``dialect``.
 
-    ``affected`` (users and songplays only) names a relation of the keys to rebuild, for an update
-    that replaces just those rows (``assets/star.py``); None builds the whole table."""
+    ``affected`` (users, songplays and time) names a relation of the keys to build, for an update
+    that replaces just those rows (``assets/star_updates.py``); None builds the whole table."""
     return SQL_TEMPLATES.get_template(f"{table_name}.sql").render(ref=_ref, d=dialect, affected=affected).strip()

@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_new_days_replace_only_their_keys_and_equal_a_full_load_after_every_run(
     days = log_files(dataset)
     step = 0
 
-    def run_and_compare(expect: dict[str, str]) -> None:
+    def run_and_compare(expect: dict[str, str]) -> dict[str, str]:
         nonlocal step
         step += 1
         result = materialize_all(raw, db)
@@ -173,14 +174,23 @@ def test_new_days_replace_only_their_keys_and_equal_a_full_load_after_every_run(
         got, want = contents(db, without=RUN_COLUMNS), contents(full_db, without=RUN_COLUMNS)
         for table in ("users", "songs", "artists", "songplays", "time"):
             assert got[table] == want[table], f"step {step}: {table} differs from a full load"
+        return builds
+
+    def time_changes(builds: dict[str, str]) -> tuple[int, int]:
+        """(added, removed) of time's update: only the difference with songplays."""
+        found = re.fullmatch(r"([\d,]+) start_times added, ([\d,]+) removed .*", builds["time"])
+        assert found, builds["time"]
+        return int(found[1].replace(",", "")), int(found[2].replace(",", ""))
 
     place(dataset, raw, days[2])
-    run_and_compare({"songplays": "rebuilt in full", "users": "rebuilt in full"})
+    run_and_compare({"songplays": "rebuilt in full", "users": "rebuilt in full", "time": "rebuilt in full"})
     for day in (days[4], days[0], days[5]):  # newer and older days
         place(dataset, raw, day)
-        run_and_compare({"songplays": "rows of the keys in 1 new log file", "users": "rows of the keys in 1",
-                         "songs": "unchanged", "artists": "unchanged"})
-    run_and_compare({"songplays": "unchanged", "users": "unchanged", "songs": "unchanged"})
+        builds = run_and_compare({"songplays": "rows of the keys in 1 new log file", "users": "rows of the keys in 1",
+                                  "songs": "unchanged", "artists": "unchanged"})
+        added, removed = time_changes(builds)
+        assert added > 0 and removed == 0
+    assert time_changes(run_and_compare({"songplays": "unchanged", "users": "unchanged", "songs": "unchanged"})) == (0, 0)
 
     # A new file with later copies of events of a loaded day: other level, song, and a later ts.
     copies = []
@@ -194,7 +204,9 @@ def test_new_days_replace_only_their_keys_and_equal_a_full_load_after_every_run(
     extra = raw / "log_data" / "2018" / "12" / "2018-12-31-events.json"
     extra.parent.mkdir(parents=True, exist_ok=True)
     extra.write_text("\n".join(copies) + "\n")
-    run_and_compare({"songplays": "rows of the keys in 1 new log file", "users": "rows of the keys in 1"})
+    builds = run_and_compare({"songplays": "rows of the keys in 1 new log file", "users": "rows of the keys in 1"})
+    added, removed = time_changes(builds)  # the copies moved their plays 1 s later: old start_times go
+    assert added > 0 and removed > 0
 
     # A song file added: whatever reads songs is rebuilt in full.
     song = next((raw / "song_data").rglob("*.json"))

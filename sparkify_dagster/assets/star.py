@@ -33,7 +33,9 @@ def rebuild(context: dg.AssetExecutionContext, warehouse: Warehouse, table: Tabl
     warehouse.ensure_tables()
     done = star_updates.update(warehouse, table)
     how = {"full": "rebuilt in full", "unchanged": "unchanged since its last build (same raw files)",
-           "new log files": f"rows of the keys in {done.new_files:,} new log file(s) replaced"}[done.how]
+           "new log files": f"rows of the keys in {done.new_files:,} new log file(s) replaced",
+           "differences": f"{done.added:,} start_times added, {done.removed:,} removed (the difference with songplays)",
+           }[done.how]
     context.log.info(f"{table.name}: {done.rows:,} rows; {how}")
     rows = done.rows
     order = ", ".join(quote_ident(c) for c in table.primary_key)

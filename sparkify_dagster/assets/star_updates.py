@@ -14,6 +14,10 @@ row count. The next build compares that with the load manifest (``loaded_files``
 - anything else (a file changed, reloaded or gone, a song file changed, no record, a row count that
   does not match): the full rebuild.
 
+time is one row per distinct songplays.start_time, its other columns a function of start_time alone;
+so once built it only needs the difference with songplays: rows whose start_time no longer has a
+songplay go, start_times new to songplays are added (two anti-joins, not a rebuild of every row).
+
 The record is written in the same transaction as the table. Redshift always rebuilds in full.
 """
 
@@ -21,14 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparkify_dagster.catalog import LOADED_FILES, SONGPLAYS, SONGS, ARTISTS, USERS, Table
+from sparkify_dagster.catalog import LOADED_FILES, SONGPLAYS, SONGS, ARTISTS, TIME, USERS, Table
 from sparkify_dagster.transforms import transform_sql
 from sparkify_dagster.warehouse.base import Session, Warehouse, quote_ident, replace_statements
 
 STATE_TABLE = "star_sources"
 SONGS_MARK = "#staging_songs"  # the row holding the digest of the song files' manifest
 ROWS_MARK = "#rows"  # the row holding the table's row count after the build
-# What each tracked table is built from; time (from songplays) is always rebuilt, it is small.
+# What each tracked table is built from (time follows songplays: ``_update_time``).
 TRACKED: dict[str, tuple[bool, bool]] = {  # table: (reads log files, reads song files)
     USERS.name: (True, False),
     SONGS.name: (False, True),
@@ -45,8 +49,10 @@ _CREATE_STATE = (
 @dataclass
 class StarUpdate:
     rows: int
-    how: str  # "full", "unchanged" or "new log files"
+    how: str  # "full", "unchanged", "new log files" or "differences"
     new_files: int = 0
+    added: int = 0
+    removed: int = 0
 
 
 def _sources(s: Session, table: Table) -> dict[str, str]:
@@ -68,6 +74,8 @@ def _sources(s: Session, table: Table) -> dict[str, str]:
 def update(warehouse: Warehouse, table: Table) -> StarUpdate:
     """Bring ``table`` up to date (see the module docstring), atomically; returns how."""
     name = quote_ident(table.name)
+    if table.name == TIME.name and warehouse.incremental_star:
+        return _update_time(warehouse)
     if table.name not in TRACKED or not warehouse.incremental_star:
         return StarUpdate(warehouse.replace_table(table, transform_sql(table.name, warehouse.dialect)), "full")
     with warehouse.transaction() as s:
@@ -118,3 +126,28 @@ def _replace_keys_of(s: Session, warehouse: Warehouse, table: Table, new_files: 
     s.execute(f"INSERT INTO {name} ({cols})\n{transform_sql(table.name, warehouse.dialect, affected='_affected')}")
     s.execute("DROP TABLE _affected")
     s.execute("DROP TABLE _new_files")
+
+
+def _update_time(warehouse: Warehouse) -> StarUpdate:
+    """time from songplays: built in full when empty, else only the start_times that came or went."""
+    time_table, plays = quote_ident(TIME.name), quote_ident(SONGPLAYS.name)
+    with warehouse.transaction() as s:
+        if s.execute(f"SELECT count(*) FROM {time_table}")[0][0] == 0:
+            for statement in replace_statements(TIME, transform_sql(TIME.name, warehouse.dialect)):
+                s.execute(statement)
+            return StarUpdate(s.execute(f"SELECT count(*) FROM {time_table}")[0][0], "full")
+        (removed,), = s.execute(
+            f"DELETE FROM {time_table} WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {plays} AS p WHERE p.start_time = {time_table}.start_time)")
+        s.execute(
+            f"CREATE OR REPLACE TEMP TABLE _affected AS SELECT DISTINCT p.start_time FROM {plays} AS p "
+            f"WHERE p.start_time IS NOT NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM {time_table} AS t WHERE t.start_time = p.start_time)")
+        (added,), = s.execute("SELECT count(*) FROM _affected")
+        if added:
+            cols = ", ".join(quote_ident(c) for c in TIME.column_names)
+            s.execute(f"INSERT INTO {time_table} ({cols})\n"
+                      f"{transform_sql(TIME.name, warehouse.dialect, affected='_affected')}")
+        s.execute("DROP TABLE _affected")
+        rows = s.execute(f"SELECT count(*) FROM {time_table}")[0][0]
+    return StarUpdate(rows, "differences", added=added, removed=removed)

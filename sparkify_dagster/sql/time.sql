@@ -8,4 +8,9 @@ SELECT
     CAST(EXTRACT(month FROM start_time) AS INTEGER) AS month,
     CAST(EXTRACT(year FROM start_time) AS INTEGER) AS year,
     CAST(EXTRACT(dow FROM start_time) AS INTEGER) AS weekday
-FROM (SELECT DISTINCT start_time FROM {{ ref('songplays') }}) AS t
+FROM (
+    SELECT DISTINCT start_time FROM {{ ref('songplays') }}
+{%- if affected %}
+    WHERE start_time IN (SELECT start_time FROM {{ affected }})  -- only the given start_times
+{%- endif %}
+) AS t
