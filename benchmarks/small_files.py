@@ -96,7 +96,7 @@ def main() -> int:
     _read_all(root)  # warm the page cache
     files = sum(len(names) for _d, _s, names in os.walk(root / "song_data"))
     print(f"{files:,} files under {root / 'song_data'}")
-    print(f"| way | rows | wall s | CPU s | peak RSS MiB |\n|---|---:|---:|---:|---:|")
+    print("| way | rows | wall s | CPU s | peak RSS MiB |\n|---|---:|---:|---:|---:|")
     for label, way in WAYS.items():
         if way == "read_json" and args.skip_read_json:
             continue

@@ -111,7 +111,7 @@ def foreign_key_check(table: Table, column: str, target: Table, on: str | None =
 
 def level_check(table: Table) -> TableCheck:
     name = quote_ident(table.name)
-    bad = f"level IS NULL OR level NOT IN ('free', 'paid')"
+    bad = "level IS NULL OR level NOT IN ('free', 'paid')"
     return TableCheck(
         table.name, "level_is_free_or_paid", "level is 'free' or 'paid'.",
         lambda w: _violations(
