@@ -6,7 +6,7 @@
 -- then the smallest song_id.
 WITH {% include '_song_records.sql' %},
 
-plays AS (
+plays AS {{ d.inline_cte }}(
     SELECT
         e.*,
         -- The event's key as one string: user_id, then session and item as digits ('' for null):
@@ -32,7 +32,7 @@ copied AS (
     SELECT event_key FROM plays GROUP BY event_key HAVING COUNT(*) > 1
 ),
 
-latest AS (
+latest AS {{ d.inline_cte }}(
     SELECT p.*, 1 AS copy_rank
     FROM plays AS p
     WHERE p.event_key NOT IN (SELECT event_key FROM copied)
@@ -53,11 +53,38 @@ latest AS (
     WHERE copy_rank = 1
 ),
 
-events AS (
+events AS {{ d.inline_cte }}(
     SELECT l.*, MD5(l.event_key) AS songplay_id FROM latest AS l
 ),
 
-song_matches AS (
+-- The song records of each (title, artist name). Most names belong to one record, whose match needs
+-- no ranking; only events whose name several records share are ranked (ranking every event, then
+-- joining the winners back by songplay_id, was most of the table's cost).
+song_names AS (
+    SELECT
+        title,
+        artist_name,
+        COUNT(*) AS records,
+        MIN(song_id) AS song_id,
+        MIN(artist_id) AS artist_id,
+        MIN(duration) AS duration
+    FROM song_records
+    GROUP BY title, artist_name
+),
+
+named AS {{ d.inline_cte }}(
+    SELECT
+        e.*,
+        n.records,
+        CASE WHEN ABS(n.duration - e.length) <= 0.01 THEN n.song_id END AS only_song_id,
+        CASE WHEN ABS(n.duration - e.length) <= 0.01 THEN n.artist_id END AS only_artist_id
+    FROM events AS e
+    LEFT JOIN song_names AS n
+      ON n.title = e.song
+     AND n.artist_name = e.artist
+),
+
+shared_name_matches AS (
     SELECT
         e.songplay_id,
         s.song_id,
@@ -66,11 +93,12 @@ song_matches AS (
             PARTITION BY e.songplay_id
             ORDER BY ABS(s.duration - e.length), s.song_id
         ) AS match_rank
-    FROM events AS e
+    FROM named AS e
     JOIN song_records AS s
       ON s.title = e.song
      AND s.artist_name = e.artist
      AND ABS(s.duration - e.length) <= 0.01
+    WHERE e.records > 1
 )
 
 SELECT
@@ -78,12 +106,12 @@ SELECT
     {{ d.epoch_ms_to_timestamp('e.ts') }} AS start_time,
     e.user_id,
     e.level,
-    m.song_id,
-    m.artist_id,
+    CASE WHEN e.records = 1 THEN e.only_song_id ELSE m.song_id END AS song_id,
+    CASE WHEN e.records = 1 THEN e.only_artist_id ELSE m.artist_id END AS artist_id,
     e.session_id,
     e.location,
     e.user_agent
-FROM events AS e
-LEFT JOIN song_matches AS m
+FROM named AS e
+LEFT JOIN shared_name_matches AS m
   ON m.songplay_id = e.songplay_id
  AND m.match_rank = 1
