@@ -355,16 +355,18 @@ def wait_until_available(redshift, cluster_id: str, timeout: float, interval: fl
             raise InfraError(
                 f"cluster {cluster_id} is in state '{status}' and will not become available; "
                 f"see the Redshift console, then run `{PROG} down` (and `{PROG} up` again)")
+        # Every state seen is reported, even the one the wait times out in (a slow first describe
+        # could otherwise time out before saying anything).
+        if status != last:
+            _say(f"waiting for cluster {cluster_id}: {status} "
+                 f"({time.monotonic() - started:.0f} s elapsed, timeout {timeout:g} s)")
+            last = status
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise InfraError(
                 f"cluster {cluster_id} did not become available within {timeout:g} s "
                 f"(last state: '{status}'); it may still come up: check `{PROG} status`, then rerun "
                 f"`{PROG} up` (it reuses what exists) or run `{PROG} down`")
-        if status != last:
-            _say(f"waiting for cluster {cluster_id}: {status} "
-                 f"({time.monotonic() - started:.0f} s elapsed, timeout {timeout:g} s)")
-            last = status
         time.sleep(min(interval, remaining))
 
 
