@@ -729,6 +729,18 @@ def test_a_load_that_fits_the_sort_goes_in_in_file_and_line_order_in_full_row_gr
     assert all(count == groups[0] for count in groups[:-1]) and groups[-1] <= groups[0]
 
 
+@pytest.mark.parametrize("shown, expected", [
+    ("1.1 GiB", 1.1 * 2**30), ("953.6 MiB", 953.6 * 2**20), ("1200MB", 1.2e9), ("512 KiB", 512 * 1024),
+    ("100B", 100), ("no limit", None),
+])
+def test_memory_limit_as_duckdb_shows_it_is_read_in_bytes(shown, expected):
+    """The sorted-insert row limit scales with the memory limit, read from DuckDB's own display."""
+    if expected is None:
+        assert duckdb_warehouse._bytes(shown) is None
+    else:
+        assert duckdb_warehouse._bytes(shown) == pytest.approx(expected)
+
+
 def _contents(warehouse: DuckDBWarehouse):
     return (
         staged(warehouse, "*"),

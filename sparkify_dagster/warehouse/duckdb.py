@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import tempfile
@@ -27,8 +28,19 @@ IN_PLACE_MIN_BYTES = 1 << 20
 _GLOB_CHARS = "*?[]{}"
 _SCRATCH_PREFIX = ".sparkify-load-"
 DEFAULT_MEMORY_LIMIT = "1200MB"
-# A staging load of at most this many rows is inserted sorted (``_insert_typed``).
-SORTED_INSERT_MAX_ROWS = 2_000_000
+# A staging load is inserted sorted when it has at most one row per this many bytes of DuckDB's
+# memory limit (``_insert_typed``): 2M rows under the default 1200MB (measured peak: 1.24 GB RSS).
+SORTED_INSERT_BYTES_PER_ROW = 600
+_SIZE = re.compile(r"([0-9.]+)\s*([KMGT]?)(i?)B", re.IGNORECASE)
+
+
+def _bytes(size: str) -> float | None:
+    """DuckDB's way of showing a size ('1.1 GiB', '953.6 MiB', '1200MB') in bytes; None if not one."""
+    m = _SIZE.fullmatch(size.strip())
+    if not m:
+        return None
+    base = 1024 if m.group(3) else 1000
+    return float(m.group(1)) * base ** "_KMGT".index(m.group(2).upper() or "_")
 
 
 def _local_root(source: Any) -> Path | None:
@@ -410,7 +422,10 @@ class DuckDBWarehouse(Warehouse):
         # pay (0.3 s of a one-day run at medium). A load that can be sorted well within the memory
         # limit goes in in file and line order (full row groups; ~0.2 s for 1M events); a bigger one
         # is not sorted (10M events ran out of memory under the default 1200MB limit).
-        order = " ORDER BY t.file_idx, t.line_number" if staged <= SORTED_INSERT_MAX_ROWS else ""
+        (limit,), = s.execute("SELECT current_setting('memory_limit')")
+        limit_bytes = _bytes(limit)
+        sort = limit_bytes is not None and staged <= limit_bytes / SORTED_INSERT_BYTES_PER_ROW
+        order = " ORDER BY t.file_idx, t.line_number" if sort else ""
         s.execute(
             f"INSERT INTO {name} ({col_list}, source_file) SELECT {col_list}, f.source_file "
             f"FROM {typed} AS t JOIN _files f USING (file_idx) WHERE err_reason IS NULL{order}"
