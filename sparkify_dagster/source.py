@@ -93,7 +93,7 @@ class LocalFolderSource(RawDataSource):
         if not folder.is_dir():
             return []
         # os.scandir of an open folder: each file's stat is relative to it (fstatat), no path to walk:
-        # 100k song files cost ~0.3 s (stat by full path ~0.45 s; pathlib per file seconds).
+        # 100k song files are listed in ~0.45 s (~0.55 s by full path; pathlib per file: seconds).
         found: list[RawFile] = []
         pending = [(str(folder), prefix.rstrip("/"))]
         while pending:
