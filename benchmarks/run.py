@@ -5,16 +5,19 @@ For each preset it generates the data with ``sparkify-generate`` (kept between i
 whole process) and each right after reading every raw file once (page cache warm):
 
   full        ``dagster asset materialize -m sparkify_dagster --select '*'`` into a fresh DuckDB file
-  nothing new the same command again: no raw file changed (fixed cost: Dagster, listing, star rebuild, checks)
+  nothing new the same command on a copy of the 30-day warehouse: no raw file changed (fixed cost:
+              Dagster, listing, checks, analytics)
   one day     a 31st daily log file (a copy of the last day, shifted by one day, with new sessionIds)
-              is added and the command runs again: the incremental load into the 30-day warehouse
+              is added and the command runs on another copy: the incremental load into the 30-day warehouse
   floor       ``benchmarks/floor.py``: the same load and star SQL as one plain DuckDB script
 
 ``--repeat N`` runs the sequence N times and reports the fastest of each (the machine may be shared);
-every measurement is kept in ``results.json``. Results go to ``benchmarks/results.md``.
+``--inc-repeat M`` runs the nothing-new / one-day pair M times per full load, each from the same copy,
+and reports the ratio per pair too. Every measurement is kept in ``results.json``. Results go to
+``benchmarks/results.md``.
 
-    python benchmarks/run.py --presets udacity medium
-    python benchmarks/run.py --presets large --repeat 1 --no-naive-floor
+    python benchmarks/run.py --presets udacity medium --repeat 3 --inc-repeat 3 --no-naive-floor
+    python benchmarks/run.py --presets large --repeat 1 --inc-repeat 2 --no-naive-floor
 """
 
 from __future__ import annotations
