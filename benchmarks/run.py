@@ -217,7 +217,7 @@ def bench_preset(preset: str, work: Path, args: argparse.Namespace) -> dict:
             try:
                 day = timed(MATERIALIZE, env_db, logs / f"one-day-{tag}.log", raw)
                 day["records"] = records
-                run["rows_after_one_day"] = table_counts(db)
+                day["rows"] = table_counts(db)  # each one-day run's tables, kept with its timing
             finally:
                 new_day.unlink()
                 marker.unlink()
