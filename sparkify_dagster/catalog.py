@@ -91,7 +91,8 @@ STAGING_SONGS = Table(
         ("title", "varchar(512)", "Song title."),
         ("duration", "double", "Song duration, seconds."),
         ("year", "integer", "Release year; 0 means unknown."),
-        ("source_file", "varchar(1024)", "Raw file the record came from, relative to the data root."),
+        ("source_file", "varchar(1024)",
+         "Raw file the record came from, relative to the data root (on Redshift: the COPY manifest)."),
     ),
 )
 
@@ -191,6 +192,8 @@ LOAD_ERRORS = Table(
         ("reason", "varchar(1024)", "Why the record was rejected."),
         ("raw_text", "varchar(65535)", "The record's text (cut at 1,024 characters)."),
         ("load_id", "varchar(64)", "The load (Dagster run id) that rejected it."),
+        ("load_unit", "varchar(1024)",
+         "The loaded_files entry that counts it: its own file, or the COPY manifest that listed the file."),
     ),
     diststyle="ALL",
 )
@@ -200,7 +203,8 @@ LOADED_FILES = Table(
     description="The load manifest: one row per raw file in a staging table, its version and record counts.",
     columns=_cols(
         ("table_name", "varchar(128)", "Staging table."),
-        ("source_file", "varchar(1024)", "Raw file, relative to the data root."),
+        ("source_file", "varchar(1024)",
+         "Raw file, relative to the data root; on Redshift's song load, the COPY manifest of all song files."),
         ("file_version", "varchar(256)", "The file's version when loaded: its S3 ETag, or mtime locally."),
         ("file_size", "bigint", "The file's size in bytes when loaded."),
         ("records_read", "bigint", "JSON records (or unparseable lines) read from the file."),

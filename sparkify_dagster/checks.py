@@ -123,7 +123,8 @@ def level_check(table: Table) -> TableCheck:
 
 
 def staging_count_check(table: Table) -> TableCheck:
-    """Per file: rows in the staging table = records staged, and read = staged + rejected."""
+    """Per loaded_files entry (a file, or Redshift's song manifest): rows in the staging table =
+    records staged, read = staged + rejected, and the rejects are in load_errors (by load_unit)."""
     files = quote_ident(LOADED_FILES.name)
     lit = quote_literal(table.name)
     mismatches = (
@@ -132,8 +133,8 @@ def staging_count_check(table: Table) -> TableCheck:
         f"FROM {files} AS f "
         f"LEFT JOIN (SELECT source_file, COUNT(*) AS n FROM {quote_ident(table.name)} GROUP BY source_file) AS s "
         f"  ON s.source_file = f.source_file "
-        f"LEFT JOIN (SELECT source_file, COUNT(*) AS n FROM {quote_ident(LOAD_ERRORS.name)} "
-        f"  WHERE table_name = {lit} GROUP BY source_file) AS e ON e.source_file = f.source_file "
+        f"LEFT JOIN (SELECT load_unit, COUNT(*) AS n FROM {quote_ident(LOAD_ERRORS.name)} "
+        f"  WHERE table_name = {lit} GROUP BY load_unit) AS e ON e.load_unit = f.source_file "
         f"WHERE f.table_name = {lit} AND (f.records_read <> f.records_staged + f.records_rejected "
         f"  OR COALESCE(s.n, 0) <> f.records_staged OR COALESCE(e.n, 0) < f.records_rejected)"
     )

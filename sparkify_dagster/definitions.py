@@ -5,12 +5,18 @@
   bundled sample). Runs execute in process: DuckDB admits one writing process.
 - ``redshift``: Amazon Redshift through redshift-connector, staging by COPY from S3; settings from
   the environment or a seeds-style dwh.cfg (see warehouse/redshift_config.py).
+
+Nothing is built or read at import: ``defs`` is a ``@dg.definitions`` function that Dagster calls when
+it loads the code location, so importing the package (or running a console script) never reads a
+setting, and ``sparkify-infra up`` can write the dwh.cfg that the next command reads.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -28,7 +34,7 @@ from sparkify_dagster.sensors import (
 from sparkify_dagster.source import LocalFolderSource, RawDataSource, default_data_uri
 from sparkify_dagster.warehouse.duckdb import DEFAULT_MEMORY_LIMIT, DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
-from sparkify_dagster.warehouse.redshift_config import load_settings
+from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, load_settings
 
 DEFAULT_DUCKDB_PATH = "data/sparkify.duckdb"
 TARGETS = ("duckdb", "redshift")
@@ -87,7 +93,7 @@ def build_resources(target: str) -> dict:
             "warehouse": RedshiftWarehouse(
                 host=settings.host, port=settings.port, database=settings.database, user=settings.user,
                 password=dg.EnvVar("REDSHIFT_PASSWORD"), iam_role_arn=settings.iam_role_arn,
-                region=settings.region, max_errors=_max_errors(),
+                region=settings.region, max_errors=_max_errors(), sslmode=settings.sslmode,
             ),
             "raw_data": S3Source(uri=settings.data_uri, s3=S3Resource(region_name=settings.region)),
         }
@@ -110,9 +116,26 @@ def build_defs(target: str | None = None) -> dg.Definitions:
         sensors=[new_raw_files_sensor],
         schedules=[daily_refresh_schedule],
         resources=resources,
-        # One process per run on DuckDB: the embedded file admits a single writer.
-        executor=dg.in_process_executor if target == "duckdb" else None,
+        # One process per run: the embedded file admits a single writer, and on Redshift the run's steps
+        # share one connection (a step per process would each connect and authenticate again).
+        executor=dg.in_process_executor,
     )
 
 
-defs = build_defs()
+# A one-shot command (materialize, execute a job, validate) stops on a configuration mistake with one
+# line; a long-lived code server (dagster dev, the webserver, the daemon) raises it instead, so the UI
+# shows the message on the code location.
+_ONE_SHOT_COMMANDS = {"asset", "job", "definitions"}
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location: built when Dagster loads it, for the target named by SPARKIFY_TARGET."""
+    try:
+        return build_defs()
+    except (ConfigurationError, RedshiftConfigError) as exc:
+        command = Path(sys.argv[0]).name if sys.argv else ""
+        if command in ("dagster", "dagster.exe") and _ONE_SHOT_COMMANDS & set(sys.argv[1:2]):
+            print(f"sparkify-dagster: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise

@@ -11,13 +11,14 @@ tuples in the table's column order, sorted by primary key:
   same arithmetic as SQL); among several, the closest duration, then the smallest song_id.
 - users: one row per non-empty userId of any event; attributes from the latest event (max ts,
   then max itemInSession).
-- songs: one row per song_id; the record of the first file by key wins; year 0 -> None.
+- songs: one row per song_id; the record that sorts first by content wins (title, artist_id,
+  artist_name, duration, year, location, latitude, longitude, num_songs); year 0 -> None.
 - artists: one row per artist_id; every attribute from one song record chosen by the name used on
   most of the artist's songs, then the smallest name, then the smallest song_id. Blank location -> None.
 - time: one row per distinct songplays.start_time; ISO week; weekday 0 = Sunday.
 
 Modelling choice where the contract is silent about duplicated song_ids: "the songs" are the
-deduplicated song records (one per song_id, first file by key). Matching plays and counting an
+deduplicated song records (one per song_id, first by content). Matching plays and counting an
 artist's names both use those records, so a second copy of a song neither counts twice nor lends
 its artist_id to a play. On data without duplicated song_ids this is the plain reading.
 
@@ -168,7 +169,7 @@ def _first(rows: Iterable[dict], order: list[tuple[Callable[[dict], Any], bool]]
 
 
 def _field(name: str) -> Callable[[dict], Any]:
-    return lambda row: row[name]
+    return lambda row: row.get(name)
 
 
 def _by_pk(rows: Iterable[tuple]) -> list[tuple]:
@@ -188,13 +189,14 @@ def songplay_id(user_id: str, session_id: int | None, item_in_session: int | Non
 
 
 def distinct_songs(songs: list[dict]) -> list[dict]:
-    """One record per song_id: the record of the first file by key (then the smallest content)."""
+    """One record per song_id: the record that sorts first by its content (never by its file)."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for s in songs:
         if s["song_id"] is not None:
             groups[s["song_id"]].append(s)
-    order = [(_field("source_file"), False), (_field("title"), False), (_field("artist_id"), False),
-             (_field("duration"), False), (_field("year"), False)]
+    order = [(_field(name), False) for name in (
+        "title", "artist_id", "artist_name", "duration", "year", "artist_location", "artist_latitude",
+        "artist_longitude", "num_songs")]
     return [_first(group, order) for group in groups.values()]
 
 

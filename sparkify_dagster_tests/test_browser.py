@@ -76,7 +76,7 @@ def _free_port() -> int:
 def _code_location_args(tmp: Path) -> list[str]:
     from sparkify_dagster import defs
 
-    if any(k.to_user_string() == "top_songs" for k in defs.resolve_asset_graph().get_all_asset_keys()):
+    if any(k.to_user_string() == "top_songs" for k in defs().resolve_asset_graph().get_all_asset_keys()):
         return ["-m", "sparkify_dagster"]
     shim = tmp / "wired_defs.py"
     shim.write_text(WIRING_SHIM)

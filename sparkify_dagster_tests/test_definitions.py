@@ -3,13 +3,14 @@
 import dagster as dg
 import pytest
 
-from sparkify_dagster import defs
+from sparkify_dagster import defs as load_defs
 from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster.catalog import STAGING_TABLES, STAR_TABLES
 from sparkify_dagster.definitions import ConfigurationError, build_defs
 from sparkify_dagster.source import SAMPLE_DATA_DIR
 from sparkify_dagster_tests.conftest import materialize_all
 
+defs = load_defs()  # the code location, as Dagster loads it
 TABLE_ASSETS = [t.name for t in STAGING_TABLES + STAR_TABLES]
 ANALYTICS_ASSETS = [a.name for a in ANALYSES]
 

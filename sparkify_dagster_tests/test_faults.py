@@ -662,7 +662,7 @@ def test_redshift_star_rebuild_failing_after_the_delete_rolls_back(monkeypatch, 
     wh = _redshift(monkeypatch, conn)
     with pytest.raises(Exception) as err:
         wh.replace_table(SONGPLAYS, transform_sql("songplays", wh.dialect))
-    assert conn.statements[:2] == ["BEGIN", 'DELETE FROM "songplays"']
+    assert conn.statements[:3] == ["BEGIN", 'LOCK "songplays"', 'DELETE FROM "songplays"']
     _assert_rolled_back_and_clean(conn, err, "connection reset by peer during INSERT")
 
 

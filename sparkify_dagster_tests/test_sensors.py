@@ -7,7 +7,7 @@ import shutil
 import dagster as dg
 import pytest
 
-from sparkify_dagster import defs
+from sparkify_dagster import defs as load_defs
 from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster.sensors import new_raw_files_sensor
 from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource
@@ -114,6 +114,7 @@ def test_the_sensor_never_opens_the_warehouse(raw, monkeypatch):
 
 
 def test_sensor_targets_the_load_job_and_the_schedule_is_off_by_default():
+    defs = load_defs()
     sensor = defs.resolve_sensor_def("new_raw_files")
     assert sensor.job_name == "load_warehouse"
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

@@ -323,10 +323,10 @@ def test_titles_shared_across_artists_match_by_artist(world):
 DUPLICATED_SONG = scenario(
     "song duplicated with another artist",
     songs=[
-        # SOTWIN is in two files; songs keeps the first file's record (artist ARFIRST). The second copy
-        # carries another artist_id and is the closer duration.
-        (song("SOTWIN000000000001", "Twin", "ARFIRST00000000001", "Twins", 200.0), "TRAAAAB00000000001"),
-        (song("SOTWIN000000000001", "Twin", "ARSECOND0000000002", "Twins", 200.005), "TRZZZZY00000000001"),
+        # SOTWIN is in two files; songs keeps the record that sorts first by content (artist ARFIRST,
+        # in the last file). The other copy carries another artist_id and is the closer duration.
+        (song("SOTWIN000000000001", "Twin", "ARSECOND0000000002", "Twins", 200.005), "TRAAAAB00000000001"),
+        (song("SOTWIN000000000001", "Twin", "ARFIRST00000000001", "Twins", 200.0), "TRZZZZY00000000001"),
     ],
     logs={"2018-11-01": [play("16", 160, 0, T0 + 7 * HOUR, "Twin", "Twins", 200.005)]},
 )
@@ -568,17 +568,18 @@ SONGS = scenario(
     songs=[
         song("SOYEAR000000000001", "Unknown Year", "ARYEAR000000000001", "Yearless", 150.5, year=0),
         song("SOYEAR000000000002", "Known Year", "ARYEAR000000000001", "Yearless", 160.25, year=1999),
-        # SODUP twice: the first file by key (song_data/A/A/A/...) wins, although its content sorts last.
+        # SODUP twice: the record whose content sorts first ("Alpha") wins, although its file
+        # (song_data/Z/Z/Z/...) sorts last: the file never decides (a Redshift COPY does not know it).
         (song("SODUP0000000000001", "Zulu", "ARDUP0000000000001", "Dupes", 300.0, year=0), "TRAAAAA00000000001"),
-        (song("SODUP0000000000001", "Alpha", "ARDUP0000000000001", "Dupes", 301.0, year=1990),
+        (song("SODUP0000000000001", "Alpha", "ARDUP0000000000001", "Dupes", 301.0, year=0),
          "TRZZZZZ00000000001"),
     ],
 )
 
 
-def test_songs_year_zero_is_null_and_a_duplicated_song_id_keeps_the_first_file(world):
+def test_songs_year_zero_is_null_and_a_duplicated_song_id_keeps_the_first_record_by_content(world):
     assert rows_of(world, "songs", SONGS) == [
-        ("SODUP0000000000001", "Zulu", "ARDUP0000000000001", None, 300.0),
+        ("SODUP0000000000001", "Alpha", "ARDUP0000000000001", None, 301.0),
         ("SOYEAR000000000001", "Unknown Year", "ARYEAR000000000001", None, 150.5),
         ("SOYEAR000000000002", "Known Year", "ARYEAR000000000001", 1999, 160.25),
     ]

@@ -193,7 +193,8 @@ def analytics_statements(dialect: Dialect) -> list[str]:
     for a in ANALYSES:
         statements += [s for s in create_statements(a.table, dialect) if s not in statements]
     for a in ANALYSES:
-        statements += ["BEGIN", *replace_statements(a.table, analytics_sql(a.name, dialect)), "COMMIT"]
+        statements += ["BEGIN", *dialect.lock_statements([a.table]),
+                       *replace_statements(a.table, analytics_sql(a.name, dialect)), "COMMIT"]
     return statements
 
 
@@ -207,36 +208,15 @@ def qualified_name(warehouse: Warehouse, table: Table) -> str:
     return f"{database}.{ANALYTICS_SCHEMA}.{name}"
 
 
-def ensure_table(warehouse: Warehouse, table: Table) -> bool:
-    """Create the schema and table if missing; recreate the table if its columns differ (an older version).
-
-    An analytics table is derived entirely from the star schema, so dropping an outdated one loses
-    nothing: it is refilled right after. Returns whether it was recreated.
-    """
-    create_schema, create_table = create_statements(table, warehouse.dialect)
-    with warehouse.session() as s:
-        s.execute(create_schema)
-        existing = [
-            name for (name,) in s.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-                "ORDER BY ordinal_position",
-                [ANALYTICS_SCHEMA, table.name],
-            )
-        ]
-        outdated = bool(existing) and existing != table.column_names
-        if outdated:
-            s.execute(f"DROP TABLE {relation(table)}")
-        s.execute(create_table)
-    return outdated
-
-
 def rebuild(warehouse: Warehouse, analysis: Analysis) -> tuple[int, list[dict]]:
     """Replace the table atomically; return its row count and its (few) rows in display order."""
     table = analysis.table
-    warehouse.ensure_tables()  # the star tables it reads, so a fresh warehouse gives empty results
-    ensure_table(warehouse, table)
+    # The star tables it reads (a fresh warehouse gives empty results) and its own, in the analytics
+    # schema; each is derived from the star schema, so one of an older shape is dropped and recreated.
+    warehouse.ensure_tables()
+    warehouse.ensure_tables([table])
     cols = ", ".join(quote_ident(c) for c in table.column_names)
-    with warehouse.transaction() as s:
+    with warehouse.transaction(locks=[table]) as s:
         for statement in replace_statements(table, analytics_sql(analysis.name, warehouse.dialect)):
             s.execute(statement)
         count = s.execute(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]

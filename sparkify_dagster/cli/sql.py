@@ -2,8 +2,9 @@
 
 ``sparkify-sql --target redshift`` prints the DDL, the staging loads (COPY from S3) and the star
 transforms, separated by semicolons. With a dwh.cfg (SPARKIFY_DWH_CFG) or the environment it fills in
-the real IAM role ARN, region and S3 paths, and lists the real log files when S3 can be listed;
-otherwise it uses placeholders. The password is never needed and never printed.
+every real setting it has (IAM role ARN, region, S3 paths) and lists the real log files when S3 can
+be listed; only a setting that is missing becomes a placeholder, named in a comment at the top. The
+password is never needed and never printed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 
 from sparkify_dagster.assets.analytics import analytics_statements
 from sparkify_dagster.catalog import ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, TABLES
@@ -25,12 +25,14 @@ from sparkify_dagster.warehouse.redshift import (
     UnsafeValueError,
     event_manifest_key,
     staging_insert,
+    staging_locks,
     staging_prologue,
 )
-from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, RedshiftSettings, load_settings
+from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, RedshiftSettings, resolve_settings
 
-PLACEHOLDERS = RedshiftSettings(
-    host="<REDSHIFT_HOST>", port=5439, database="<REDSHIFT_DB>", user="<REDSHIFT_USER>", password=None,
+# Stand-ins for missing settings only (each one missing is named in a comment above the SQL).
+PLACEHOLDERS = dict(
+    host="<REDSHIFT_HOST>", database="<REDSHIFT_DB>", user="<REDSHIFT_USER>",
     iam_role_arn="arn:aws:iam::000000000000:role/REPLACE-ME", data_uri="s3://replace-me/sparkify",
     region="us-west-2",
 )
@@ -38,17 +40,19 @@ EXAMPLE_LOG_FILE = RawFile("log_data/2018/11/2018-11-01-events.json", 0, "")
 STAR_ORDER = ("users", "songs", "artists", "songplays", "time")  # a topological order of the star assets
 
 
-def _settings(notes: list[str]) -> RedshiftSettings:
-    try:
-        return load_settings(require_password=False)
-    except RedshiftConfigError as exc:
-        notes.append(f"placeholders used: {exc}")
-        data_uri = os.environ.get("SPARKIFY_DATA_URI", "")
-        return replace(PLACEHOLDERS, data_uri=data_uri) if data_uri.startswith("s3://") else PLACEHOLDERS
+def _settings(notes: list[str]) -> tuple[RedshiftSettings, set[str]]:
+    """The settings as given, a placeholder for each missing one; and the names of those missing."""
+    values, missing = resolve_settings(require_password=False)
+    placeholders = {name for name, value in values.items() if value is None and name in PLACEHOLDERS}
+    for line in missing:
+        notes.append(f"placeholder used for the missing setting {line}")
+    values.update({name: PLACEHOLDERS[name] for name in placeholders})
+    return RedshiftSettings(**values), placeholders  # type: ignore[arg-type]
 
 
-def _log_files(settings: RedshiftSettings, notes: list[str]) -> list[RawFile]:
-    if settings is not PLACEHOLDERS and os.environ.get("SPARKIFY_SQL_LIST_S3", "1") != "0":
+def _log_files(settings: RedshiftSettings, notes: list[str], placeholders: set[str] = frozenset()) -> list[RawFile]:
+    listable = not placeholders & {"data_uri", "region"}
+    if listable and os.environ.get("SPARKIFY_SQL_LIST_S3", "1") != "0":
         try:
             from dagster_aws.s3 import S3Resource
 
@@ -81,7 +85,7 @@ def redshift_statements(settings: RedshiftSettings, log_files: list[RawFile], ma
         (STAGING_SONGS, [], None, f"{MANIFEST_PREFIX}staging_songs/<run id>.manifest"),
     ]
     for table, files, jsonpaths_key, manifest_key in loads:
-        out += ["BEGIN", *staging_prologue(table)]
+        out += ["BEGIN", *dialect.lock_statements(staging_locks(table)), *staging_prologue(table)]
         event_manifests = {f.key: event_manifest_key("RUN_ID", n) for n, f in enumerate(files)}
         for unit_key, copy in wh.copy_units(table, files, s3_uri, jsonpaths_key and s3_uri(jsonpaths_key),
                                             manifest_key and manifest_key.replace("<run id>", "RUN_ID"),
@@ -90,7 +94,8 @@ def redshift_statements(settings: RedshiftSettings, log_files: list[RawFile], ma
             out += [f'DELETE FROM "{table.name}_load"', note + copy, staging_insert(table, unit_key)]
         out.append("COMMIT")
     for name in STAR_ORDER:
-        out += ["BEGIN", *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
+        out += ["BEGIN", *dialect.lock_statements([TABLES[name]]),
+                *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
     return out + analytics_statements(dialect)
 
 
@@ -112,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     try:
         if args.target == "redshift":
-            settings = _settings(notes)
-            statements = redshift_statements(settings, _log_files(settings, notes))
+            settings, placeholders = _settings(notes)
+            statements = redshift_statements(settings, _log_files(settings, notes, placeholders))
         else:
             statements = duckdb_statements()
-    except UnsafeValueError as exc:
+    except (UnsafeValueError, RedshiftConfigError) as exc:
         print(f"sparkify-sql: error: {exc}", file=sys.stderr)
         return 2
     for note in notes:

@@ -14,9 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import dagster as dg
+import threading
 
-from sparkify_dagster.catalog import ALL_TABLES, Table
+import dagster as dg
+from pydantic import PrivateAttr
+
+from sparkify_dagster.catalog import ALL_TABLES, BOOKKEEPING_TABLES, STAGING_TABLES, Table
 # The SQL spelling (no Dagster in it, so plain scripts such as benchmarks/floor.py can use it).
 from sparkify_dagster.warehouse.dialect import (  # noqa: F401  (re-exported)
     Dialect,
@@ -90,6 +93,11 @@ def rollback(s: Session, cause: BaseException) -> bool:
         return False
 
 
+def _key(table: Table) -> tuple[str, str]:
+    """(schema, name) as information_schema names them ('' for the warehouse's default schema)."""
+    return (table.schema or "", table.name)
+
+
 class TooManyLoadErrors(Exception):
     """A load rejected more records than the configured limit; nothing was committed."""
 
@@ -98,6 +106,23 @@ class Warehouse(dg.ConfigurableResource):
     """A warehouse engine the assets write to. Subclasses: DuckDBWarehouse, (production) Redshift."""
 
     max_errors: int = 10
+
+    # Within a run (the resource set up by Dagster) the schema is ensured once; engines keep their
+    # connections open for the run (see their ``session``).
+    _in_run: bool = PrivateAttr(default=False)
+    _ensured: set = PrivateAttr(default_factory=set)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def setup_for_execution(self, context: Any) -> None:
+        self._in_run = True
+
+    def teardown_after_execution(self, context: Any) -> None:
+        self._in_run = False
+        self._ensured = set()
+        self.close_run_connections()
+
+    def close_run_connections(self) -> None:
+        """Close what the engine kept open for the run (nothing by default)."""
 
     @property
     def incremental_star(self) -> bool:
@@ -142,10 +167,15 @@ class Warehouse(dg.ConfigurableResource):
     # --- shared behaviour, written once -------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, locks: Sequence[Table] = ()) -> Iterator[Session]:
+        """One transaction; ``locks``: the tables it writes, locked first where the engine needs it
+        (Redshift: concurrent writers then wait instead of failing with a serializable isolation
+        violation)."""
         with self.session() as s:
             s.execute("BEGIN")
             try:
+                for statement in self.dialect.lock_statements(locks):
+                    s.execute(statement)
                 yield s
             except BaseException as exc:
                 rollback(s, exc)
@@ -156,29 +186,44 @@ class Warehouse(dg.ConfigurableResource):
         """Create missing tables; rebuild ones whose columns differ from the catalog (an older version).
 
         Every table is derived from the raw data, so a table with an outdated shape is dropped and
-        recreated empty; if the load manifest is among them, staging is emptied too, so the next run
-        reloads every raw file instead of duplicating rows. Returns the tables rebuilt.
+        recreated empty; if the load bookkeeping (``loaded_files``, ``load_errors``) is among them,
+        staging is emptied too, so the next run reloads every raw file instead of duplicating rows.
+        Only what is missing or outdated gets DDL, and within a run each table is looked at once.
+        Returns the tables rebuilt.
         """
-        names = [t.name for t in tables]
+        wanted = {_key(t): t for t in tables}
+        if self._in_run and set(wanted) <= self._ensured:
+            return []
+        schemas = sorted({t.schema for t in tables if t.schema})
         with self.session() as s:
-            existing: dict[str, list[str]] = {}
-            for table_name, column_name in s.execute(
-                "SELECT table_name, column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+            existing: dict[tuple[str, str], list[str]] = {}
+            where = " OR ".join(["table_schema = current_schema()", *["table_schema = ?"] * len(schemas)])
+            for schema, table_name, column_name in s.execute(
+                "SELECT CASE WHEN table_schema = current_schema() THEN '' ELSE table_schema END, table_name, "
+                f"column_name FROM information_schema.columns WHERE {where} "
+                "ORDER BY table_schema, table_name, ordinal_position", schemas or None,
             ):
-                existing.setdefault(table_name, []).append(column_name)
-            outdated = {t.name for t in tables if t.name in existing and existing[t.name] != t.column_names}
-            if "loaded_files" in outdated:
-                outdated |= {"staging_events", "staging_songs", "load_errors"} & set(existing) & set(names)
-            for table in tables:
-                if table.name in outdated:
-                    s.execute(f"DROP TABLE {quote_ident(table.name)}")
-                s.execute(self.dialect.create_table(table))
-        return sorted(outdated)
+                existing.setdefault((schema, table_name), []).append(column_name)
+            outdated = {key for key, t in wanted.items() if key in existing and existing[key] != t.column_names}
+            if outdated & {_key(t) for t in BOOKKEEPING_TABLES}:
+                # Rows counted in bookkeeping of another shape cannot be trusted: reload staging.
+                wanted.update({_key(t): t for t in STAGING_TABLES + BOOKKEEPING_TABLES})
+                outdated |= set(wanted) & {_key(t) for t in STAGING_TABLES + BOOKKEEPING_TABLES} & set(existing)
+            for schema in schemas:
+                if any(t.schema == schema and key not in existing for key, t in wanted.items()):
+                    s.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+            for key, table in wanted.items():
+                if key in outdated:
+                    s.execute(f"DROP TABLE {relation(table)}")
+                if key in outdated or key not in existing:
+                    s.execute(self.dialect.create_table(table))
+        if self._in_run:
+            self._ensured |= set(wanted)
+        return sorted(relation(wanted[key]).replace('"', "") for key in outdated)
 
     def replace_table(self, table: Table, select_sql: str) -> int:
         """Atomically replace a table's rows by a SELECT (DELETE+INSERT in one transaction)."""
-        with self.transaction() as s:
+        with self.transaction(locks=[table]) as s:
             for statement in replace_statements(table, select_sql):
                 s.execute(statement)
             return s.execute(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]

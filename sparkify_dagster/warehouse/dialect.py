@@ -67,6 +67,10 @@ class Dialect:
         body = ",\n".join(cols + [f"    {c}" for c in self.constraints(table)])
         return f"CREATE TABLE IF NOT EXISTS {relation(table)} (\n{body}\n){self.table_options(table)}"
 
+    def lock_statements(self, tables) -> list[str]:
+        """What a write transaction runs first to hold its tables for itself (none by default)."""
+        return []
+
     def epoch_ms_to_timestamp(self, expr: str) -> str:
         raise NotImplementedError
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -16,7 +15,7 @@ from typing import Any
 import duckdb
 from pydantic import PrivateAttr
 
-from sparkify_dagster.catalog import ALL_TABLES, LOAD_ERRORS, LOADED_FILES, Table
+from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, Table
 from sparkify_dagster.source import LocalFolderSource
 from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import LoadReport, TooManyLoadErrors, Warehouse, plan_load, rollback
@@ -166,18 +165,10 @@ class DuckDBWarehouse(Warehouse):
                 delay = min(delay * 2, 2.0)
 
     # Within a run, one connection serves every step (the in-process executor sets the resource up
-    # once per run): ~90 sessions of a run each paid a connect, and the tables are ensured once.
+    # once per run): ~90 sessions of a run each paid a connect.
     _run_connection: Any = PrivateAttr(default=None)
-    _in_run: bool = PrivateAttr(default=False)
-    _ensured: set = PrivateAttr(default_factory=set)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    def setup_for_execution(self, context: Any) -> None:
-        self._in_run = True
-
-    def teardown_after_execution(self, context: Any) -> None:
-        self._in_run = False
-        self._ensured = set()
+    def close_run_connections(self) -> None:
         con, self._run_connection = self._run_connection, None
         if con is not None:
             con.close()
@@ -203,15 +194,6 @@ class DuckDBWarehouse(Warehouse):
             yield _DuckDBSession(con)
         finally:
             con.close()
-
-    def ensure_tables(self, tables: Sequence[Table] = ALL_TABLES) -> list[str]:
-        names = {t.name for t in tables}
-        if self._in_run and names <= self._ensured:
-            return []
-        rebuilt = super().ensure_tables(tables)
-        if self._in_run:
-            self._ensured |= names
-        return rebuilt
 
     def load_staging(
         self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
@@ -361,7 +343,8 @@ class DuckDBWarehouse(Warehouse):
                 continue
             lines, rejects = json_loader.frame_lines(data)
             framed[idx] = lines
-            early_rejects += [(table.name, f.key, r.line_number, None, r.reason, r.raw_text, load_id) for r in rejects]
+            early_rejects += [(table.name, f.key, r.line_number, None, r.reason, r.raw_text, load_id, f.key)
+                              for r in rejects]
         data = contents = None
         if bound_idx:
             x.execute(f"INSERT INTO _raw {json_loader.FRAME_SQL.format(texts=json_loader.BOUND_TEXTS)}",
@@ -416,7 +399,8 @@ class DuckDBWarehouse(Warehouse):
         (measured: +0.6 s for 1M events at medium)."""
         typed = "(" + " UNION ALL ".join(f"SELECT * FROM {part}" for part in typed_parts) + ")"
         if early_rejects:
-            s.con.executemany(f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} VALUES (?, ?, ?, ?, ?, ?, ?)", early_rejects)
+            s.con.executemany(f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                              early_rejects)
         # No rule depends on row order, but an unordered parallel insert leaves part-filled row groups
         # in the middle of the table, which DuckDB's checkpoint merges once a later append makes that
         # pay (0.3 s of a one-day run at medium). A load that can be sorted well within the memory
@@ -432,7 +416,7 @@ class DuckDBWarehouse(Warehouse):
         )
         s.execute(
             f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} SELECT ?, f.source_file, line_number, err_column, "
-            f"err_reason, left(rec, {json_loader.RAW_TEXT_LIMIT}), ? "
+            f"err_reason, left(rec, {json_loader.RAW_TEXT_LIMIT}), ?, f.source_file "
             f"FROM {typed} AS t JOIN _files f USING (file_idx) WHERE err_reason IS NOT NULL "
             "ORDER BY file_idx, line_number",
             [table.name, load_id],
@@ -474,7 +458,7 @@ class DuckDBWarehouse(Warehouse):
             [table.name, sorted({r[1] for r in rows}), table.name],
         )
         if rows:
-            s.con.executemany(f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            s.con.executemany(f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         s.execute("COMMIT")
 
 

@@ -13,7 +13,15 @@ Load plan (per staging load, inside one transaction):
   STATUPDATE off for staging. ``ts`` is loaded as BIGINT epoch ms, so no TIMEFORMAT is needed; the
   transforms convert it with millisecond precision.
 - Rejected rows are read back from ``stl_load_errors`` for the COPY's query id (file, line, column,
-  reason, raw line) into the shared ``load_errors`` table.
+  reason, raw line) into the shared ``load_errors`` table, with the file's key relative to the data
+  root (as the embedded engine writes it) and the loaded_files entry that counts it (``load_unit``:
+  the log file, or the song manifest).
+- Every write transaction locks the tables it writes first (``LOCK``, Redshift's remedy for
+  "ERROR: 1023 Serializable isolation violation"): the two staging loads, or two runs, then wait for
+  each other instead of one failing under SERIALIZABLE isolation.
+- Within a run the connection is kept open and reused (a connection is a TLS handshake plus
+  authentication on a cluster); a second one is opened only while the first is busy (the two staging
+  loads run side by side).
 """
 
 from __future__ import annotations
@@ -21,14 +29,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, STAGING_EVENTS, Table
+from sparkify_dagster.catalog import ALL_TABLES, LOAD_ERRORS, LOADED_FILES, STAGING_EVENTS, Table
 from sparkify_dagster.source import DEFAULT_EVENT_JSONPATHS, JSONPATHS_KEY
 from sparkify_dagster.warehouse.base import (
     Dialect,
@@ -37,6 +46,7 @@ from sparkify_dagster.warehouse.base import (
     Warehouse,
     quote_ident,
     quote_literal,
+    relation,
     rollback,
 )
 
@@ -94,6 +104,16 @@ class RedshiftDialect(Dialect):
     def epoch_ms_to_timestamp(self, expr: str) -> str:
         return f"TIMESTAMP 'epoch' + ({expr}) * INTERVAL '0.001 second'"
 
+    def lock_statements(self, tables: Sequence[Table]) -> list[str]:
+        # One statement, in catalog order: two transactions that lock overlapping sets wait for each
+        # other instead of deadlocking. Runs before the transaction reads anything, so a transaction
+        # that waited sees what the other committed (its snapshot starts after the lock).
+        if not tables:
+            return []
+        order = {t.name: n for n, t in enumerate(ALL_TABLES)}
+        ordered = sorted({relation(t): t for t in tables}.values(), key=lambda t: (order.get(t.name, len(order)), t.name))
+        return [f"LOCK {', '.join(relation(t) for t in ordered)}"]
+
 
 def copy_sql(
     target: str,
@@ -139,6 +159,11 @@ def _temp_name(table: Table) -> str:
     return f"{table.name}_load"
 
 
+def staging_locks(table: Table) -> list[Table]:
+    """The tables a staging load writes: locked first, so concurrent loads wait for each other."""
+    return [table, LOAD_ERRORS, LOADED_FILES]
+
+
 def staging_prologue(table: Table) -> list[str]:
     """Start of a staging load: a temp table to COPY into, and the old rows and bookkeeping removed."""
     lit = quote_literal(table.name)
@@ -163,15 +188,28 @@ def staging_insert(table: Table, unit_key: str) -> str:
 class _RedshiftSession:
     def __init__(self, conn: Any):
         self.conn = conn
+        self.broken = False  # a statement failed on the connection itself: do not reuse it
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
-        cur = self.conn.cursor()
-        cur.paramstyle = "qmark"
+        import redshift_connector
+
+        try:
+            cur = self.conn.cursor()
+            cur.paramstyle = "qmark"
+        except redshift_connector.InterfaceError:
+            self.broken = True
+            raise
         try:
             cur.execute(sql, params) if params is not None else cur.execute(sql)
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
+        except redshift_connector.InterfaceError:  # the connection itself failed (dropped, terminated)
+            self.broken = True
+            raise
         finally:
-            cur.close()
+            try:
+                cur.close()
+            except Exception:
+                pass
 
 
 class RedshiftWarehouse(Warehouse):
@@ -186,6 +224,11 @@ class RedshiftWarehouse(Warehouse):
     region: str
     schema_name: str = "public"
     connect_timeout_seconds: int = 30
+    sslmode: str | None = Field(
+        None, description="verify-ca or verify-full (REDSHIFT_SSLMODE); unset: the driver's default (TLS, CA checked).")
+
+    _idle: list = PrivateAttr(default_factory=list)
+    _pool_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def dialect(self) -> Dialect:
@@ -201,25 +244,48 @@ class RedshiftWarehouse(Warehouse):
     def qualified_name(self, table: Table) -> str:
         return f"{self.database}.{self.schema_name}.{table.name}"
 
-    @contextmanager
-    def session(self) -> Iterator[_RedshiftSession]:
+    def _connect(self) -> Any:
         import redshift_connector
 
+        options = {"sslmode": self.sslmode} if self.sslmode else {}
         try:
             conn = redshift_connector.connect(
                 host=self.host, port=self.port, database=self.database, user=self.user,
-                password=self.password, timeout=self.connect_timeout_seconds,
+                password=self.password, timeout=self.connect_timeout_seconds, **options,
             )
         except Exception as exc:
             # The driver's message never carries the password; the exception's args might, so drop them.
             raise ConnectionError(
-                f"cannot connect to {self.describe()}: {type(exc).__name__}: {_scrub(str(exc), self.password)}"
+                f"cannot connect to {self.describe()}: {_connect_error(exc, self.password)}"
             ) from None
+        conn.autocommit = True  # transactions are explicit (BEGIN/COMMIT), as on DuckDB
+        return conn
+
+    def close_run_connections(self) -> None:
+        with self._pool_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close(conn)
+
+    @contextmanager
+    def session(self) -> Iterator[_RedshiftSession]:
+        """A connection: within a run, an idle one of the run's (opened on first use, kept until the
+        run ends); outside a run, a new one closed on exit."""
+        conn = None
+        if self._in_run:
+            with self._pool_lock:
+                conn = self._idle.pop() if self._idle else None
+        session = _RedshiftSession(conn or self._connect())
+        reusable = False
         try:
-            conn.autocommit = True  # transactions are explicit (BEGIN/COMMIT), as on DuckDB
-            yield _RedshiftSession(conn)
+            yield session
+            reusable = self._in_run and not session.broken
         finally:
-            conn.close()
+            if reusable:
+                with self._pool_lock:
+                    self._idle.append(session.conn)
+            else:
+                _close(session.conn)
 
     def load_staging(
         self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
@@ -243,11 +309,13 @@ class RedshiftWarehouse(Warehouse):
         units = self.copy_units(table, files, source.s3_uri, self._jsonpaths_uri(table, source),
                                 self._manifest_key(table, source, files, load_id),
                                 self._event_manifests(table, source, files, load_id))
+        root = source.s3_uri("")  # stl_load_errors names files by their full s3:// URL
+        unit_key = units[0][0] if units else ""
         with self.session() as s:
             s.execute("BEGIN")
             in_copy, last_copy_id = False, -1  # the failing statement was a COPY; the last COPY that loaded
             try:
-                for statement in staging_prologue(table):
+                for statement in [*self.dialect.lock_statements(staging_locks(table)), *staging_prologue(table)]:
                     s.execute(statement)
                 for done, (unit_key, copy) in enumerate(units, start=1):
                     s.execute(f"DELETE FROM {quote_ident(_temp_name(table))}")
@@ -255,10 +323,10 @@ class RedshiftWarehouse(Warehouse):
                     s.execute(copy)
                     in_copy = False
                     staged, last_copy_id = s.execute("SELECT pg_last_copy_count(), pg_last_copy_id()")[0]
-                    errors = s.execute(
+                    errors = _relative(root, s.execute(
                         "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
                         "FROM stl_load_errors WHERE query = pg_last_copy_id() ORDER BY filename, line_number"
-                    )
+                    ))
                     s.execute(staging_insert(table, unit_key))
                     version = versions.get(unit_key) or _digest(versions)
                     self._record(s, table, unit_key, staged, errors, load_id, version=version)
@@ -271,10 +339,11 @@ class RedshiftWarehouse(Warehouse):
                 # Only a COPY that failed on its data has rejects of its own (newer than the last COPY
                 # that loaded); any other failure, or a dead connection, surfaces as it is.
                 failed = self._session_load_errors(s, last_copy_id) if rollback(s, exc) and in_copy else []
+                failed = _relative(root, failed)
                 if failed:
                     # COPY stops past MAXERROR; keep its rejects visible, like stl_load_errors itself.
                     s.execute("BEGIN")
-                    self._record(s, table, failed[0][0], 0, failed, load_id, files_row=False)
+                    self._record(s, table, unit_key, 0, failed, load_id, files_row=False)
                     s.execute("COMMIT")
                     first = failed[0]
                     raise TooManyLoadErrors(
@@ -356,14 +425,33 @@ class RedshiftWarehouse(Warehouse):
     def _record(s: _RedshiftSession, table: Table, unit_key: str, staged: int, errors: list, load_id: str,
                 files_row: bool = True, version: str = "") -> None:
         if errors:
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(errors))
-            params = [v for e in errors for v in (table.name, e[0], e[1], e[2], e[3], (e[4] or "")[:1024], load_id)]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(errors))
+            params = [v for e in errors
+                      for v in (table.name, e[0], e[1], e[2], e[3], (e[4] or "")[:1024], load_id, unit_key)]
             s.execute(f"INSERT INTO {quote_ident(LOAD_ERRORS.name)} VALUES {values}", params)
         if files_row:
             s.execute(
                 f"INSERT INTO {quote_ident(LOADED_FILES.name)} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [table.name, unit_key, version, None, staged + len(errors), staged, len(errors), load_id],
             )
+
+
+def _relative(root: str, errors: list[tuple]) -> list[tuple]:
+    """Rejects with the file's key relative to the data root (stl_load_errors has the full URL)."""
+    return [(e[0][len(root):] if e[0] and e[0].startswith(root) else e[0], *e[1:]) for e in errors]
+
+
+def _connect_error(exc: Exception, password: str) -> str:
+    """One line for a failed connection (the driver's InterfaceError wraps socket errors)."""
+    text = _scrub(str(exc), password).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}"
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # already gone (terminated, dropped): nothing to release
+        pass
 
 
 def _digest(versions: dict[str, str]) -> str:

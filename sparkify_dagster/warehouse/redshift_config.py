@@ -5,12 +5,16 @@ dwh.cfg, as the seed projects write it:
     [CLUSTER]   HOST, DB_NAME, DB_USER, DB_PASSWORD, DB_PORT
     [IAM_ROLE]  ARN
     [S3]        LOG_DATA, LOG_JSONPATH, SONG_DATA     (e.g. 's3://udacity-dend/log_data')
+
+The region is AWS_REGION (or AWS_DEFAULT_REGION), else the one in the cluster's endpoint name
+(``<cluster>.<id>.us-west-2.redshift.amazonaws.com``), so a seeds' dwh.cfg works unchanged.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,18 @@ SETTINGS = {
 }
 
 
+# <cluster>.<id>.<region>.redshift.amazonaws.com (and the Serverless and China forms).
+_REGION_IN_HOST = re.compile(
+    r"\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.redshift(?:-serverless)?\.amazonaws\.com(?:\.cn)?$"
+)
+
+
+def region_from_host(host: str | None) -> str | None:
+    """The AWS region named in a Redshift endpoint's host name, else None."""
+    m = _REGION_IN_HOST.search((host or "").strip().lower())
+    return m.group("region") if m else None
+
+
 @dataclass(frozen=True)
 class RedshiftSettings:
     host: str
@@ -41,6 +57,7 @@ class RedshiftSettings:
     iam_role_arn: str
     data_uri: str
     region: str
+    sslmode: str | None = None  # REDSHIFT_SSLMODE (verify-ca, verify-full); None: the driver's default
 
 
 def _read_cfg(path: str | None) -> configparser.ConfigParser:
@@ -74,30 +91,45 @@ def _data_uri_from_cfg(cfg: configparser.ConfigParser) -> str | None:
     return roots.pop()
 
 
-def load_settings(environ: Mapping[str, str] | None = None, *, require_password: bool = True) -> RedshiftSettings:
-    """Resolve every setting (environment first, then dwh.cfg); one error lists everything missing."""
+SSLMODES = ("verify-ca", "verify-full")
+
+
+def resolve_settings(environ: Mapping[str, str] | None = None, *,
+                     require_password: bool = True) -> tuple[dict[str, object], list[str]]:
+    """Every setting that is given (environment first, then dwh.cfg), and a line per missing one.
+
+    The values are those of ``RedshiftSettings`` (None where missing); ``sparkify-sql`` renders
+    with what it has, ``load_settings`` refuses to run without all of them."""
     env = os.environ if environ is None else environ
     cfg = _read_cfg(env.get("SPARKIFY_DWH_CFG"))
-    values: dict[str, str | None] = {}
+    values: dict[str, object] = {}
     missing = []
     for name, (var, (section, key)) in SETTINGS.items():
         values[name] = env.get(var) or _cfg_value(cfg, section, key)
         if values[name] is None and not (name == "port" or (name == "password" and not require_password)):
             missing.append(f"{var} (or [{section}] {key} in dwh.cfg)")
+    try:
+        values["port"] = int(values["port"] or 5439)  # type: ignore[arg-type]
+    except ValueError:
+        raise RedshiftConfigError(f"REDSHIFT_PORT must be a number, not {values['port']!r}") from None
     data_uri = env.get("SPARKIFY_DATA_URI") or _data_uri_from_cfg(cfg)
     if not data_uri or not data_uri.startswith("s3://"):
         missing.append("SPARKIFY_DATA_URI=s3://bucket/prefix (or [S3] LOG_DATA and SONG_DATA in dwh.cfg)")
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if not region:
-        missing.append("AWS_REGION (or AWS_DEFAULT_REGION)")
+        data_uri = None
+    values["data_uri"] = data_uri
+    values["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or region_from_host(values["host"])  # type: ignore[arg-type]
+    if not values["region"]:
+        missing.append("AWS_REGION (or AWS_DEFAULT_REGION, or a cluster endpoint named <cluster>.<id>.<region>.redshift.amazonaws.com)")
+    sslmode = env.get("REDSHIFT_SSLMODE") or None
+    if sslmode is not None and sslmode not in SSLMODES:
+        raise RedshiftConfigError(f"REDSHIFT_SSLMODE must be one of {', '.join(SSLMODES)}, not {sslmode!r}")
+    values["sslmode"] = sslmode
+    return values, missing
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, require_password: bool = True) -> RedshiftSettings:
+    """Resolve every setting (environment first, then dwh.cfg); one error lists everything missing."""
+    values, missing = resolve_settings(environ, require_password=require_password)
     if missing:
         raise RedshiftConfigError("Redshift target is missing settings: " + "; ".join(missing))
-    try:
-        port = int(values["port"] or 5439)
-    except ValueError:
-        raise RedshiftConfigError(f"REDSHIFT_PORT must be a number, not {values['port']!r}") from None
-    return RedshiftSettings(
-        host=values["host"], port=port, database=values["database"], user=values["user"],  # type: ignore[arg-type]
-        password=values["password"], iam_role_arn=values["iam_role_arn"],  # type: ignore[arg-type]
-        data_uri=data_uri, region=region,  # type: ignore[arg-type]
-    )
+    return RedshiftSettings(**values)  # type: ignore[arg-type]
