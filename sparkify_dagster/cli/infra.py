@@ -697,7 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cidr", required=True, type=parse_cidr,
                     help="the only network allowed to reach the cluster's port, e.g. 203.0.113.7/32 "
                          "(required; 0.0.0.0/0 is accepted with a loud warning)")
-    up.add_argument("--node-type", default="dc2.large", help="node type (default: dc2.large)")
+    # DC2 node types were deprecated in 2025: new clusters are RA3 (ra3.large is the smallest).
+    up.add_argument("--node-type", default="ra3.large", help="node type (default: ra3.large)")
     up.add_argument("--nodes", type=_positive_int, default=2,
                     help="number of nodes; 1 makes a single-node cluster (default: 2)")
     up.add_argument("--db", default="sparkify", help="database name (default: sparkify)")
