@@ -26,6 +26,7 @@ from sparkify_dagster.warehouse.redshift import (
     event_manifest_key,
     staging_insert,
     staging_locks,
+    staging_epilogue,
     staging_prologue,
 )
 from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, RedshiftSettings, resolve_settings
@@ -37,6 +38,7 @@ PLACEHOLDERS = dict(
     region="us-west-2",
 )
 EXAMPLE_LOG_FILE = RawFile("log_data/2018/11/2018-11-01-events.json", 0, "")
+SONG_FILES = [RawFile("song_data/<every song file, listed in the manifest>.json", 0, "")]
 STAR_ORDER = ("users", "songs", "artists", "songplays", "time")  # a topological order of the star assets
 
 
@@ -82,7 +84,7 @@ def redshift_statements(settings: RedshiftSettings, log_files: list[RawFile], ma
     out = [dialect.create_table(t) for t in ALL_TABLES]
     loads = [
         (STAGING_EVENTS, log_files, "log_json_path.json", None),
-        (STAGING_SONGS, [], None, f"{MANIFEST_PREFIX}staging_songs/<run id>.manifest"),
+        (STAGING_SONGS, SONG_FILES, None, f"{MANIFEST_PREFIX}staging_songs/<run id>.manifest"),
     ]
     for table, files, jsonpaths_key, manifest_key in loads:
         out += ["BEGIN", *dialect.lock_statements(staging_locks(table)), *staging_prologue(table)]
@@ -92,7 +94,7 @@ def redshift_statements(settings: RedshiftSettings, log_files: list[RawFile], ma
                                             event_manifests):
             note = f"-- manifest entry: {s3_uri(unit_key)}\n" if unit_key in event_manifests else ""
             out += [f'DELETE FROM "{table.name}_load"', note + copy, staging_insert(table, unit_key)]
-        out.append("COMMIT")
+        out += [*staging_epilogue(table), "COMMIT"]
     for name in STAR_ORDER:
         out += ["BEGIN", *dialect.lock_statements([TABLES[name]]),
                 *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]

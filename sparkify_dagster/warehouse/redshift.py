@@ -175,6 +175,11 @@ def staging_prologue(table: Table) -> list[str]:
     ]
 
 
+def staging_epilogue(table: Table) -> list[str]:
+    """End of a staging load, before COMMIT: the temp table goes (the connection lives on in the run)."""
+    return [f"DROP TABLE {quote_ident(_temp_name(table))}"]
+
+
 def staging_insert(table: Table, unit_key: str) -> str:
     """Move one COPY's rows from the temp table into the staging table, tagged with their source."""
     cols = ", ".join(quote_ident(c.name) for c in table.columns if c.name != "source_file")
@@ -335,6 +340,8 @@ class RedshiftWarehouse(Warehouse):
                         dict(source_file=e[0], line_number=e[1], column_name=e[2], reason=e[3]) for e in errors
                     ][: max(0, 10 - len(report.first_errors))]
                     log.info(f"{table.name}: {done}/{len(units)} COPY statements, {report.records_staged:,} rows")
+                for statement in staging_epilogue(table):
+                    s.execute(statement)
             except BaseException as exc:
                 # Only a COPY that failed on its data has rejects of its own (newer than the last COPY
                 # that loaded); any other failure, or a dead connection, surfaces as it is.
@@ -373,6 +380,8 @@ class RedshiftWarehouse(Warehouse):
                 units.append((f.key, copy_sql(temp, columns, s3_uri(event_manifests[f.key]),
                                               json_option=jsonpaths_uri, manifest=True, **common)))
             return units
+        if not files:  # every song file gone: the table is emptied, there is nothing to COPY
+            return []
         return [(manifest_key, copy_sql(temp, columns, s3_uri(manifest_key), json_option="auto",
                                         manifest=True, **common))]
 

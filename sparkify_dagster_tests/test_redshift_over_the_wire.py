@@ -1,0 +1,290 @@
+"""The Redshift target end to end over the wire: `dagster asset materialize` with SPARKIFY_TARGET=redshift
+in a subprocess, the unmodified RedshiftWarehouse talking redshift-connector over TLS to the stand-in
+(``redshift_standin/``), raw data in moto's S3. Each run is compared, table by table, with what the
+embedded engine builds from the same files.
+
+Covers: the real sample and generated data (a second day added, equal again); bad records rejected
+by both engines with the same file and line; the checks job; a session killed mid-COPY and mid-star
+rebuild; two runs at once; both isolation modes; a refused connection and a wrong password; how many
+connections and DDL statements a run costs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sparkify_dagster.cli.generate import generate_dataset
+from sparkify_dagster_tests.conftest import REAL_SAMPLE, requires_real_sample, upload_tree, write_events, write_song
+from sparkify_dagster_tests.redshift_standin.fixtures import redshift_standin  # noqa: F401  (fixture)
+from sparkify_dagster_tests.redshift_wire import (
+    DAGSTER,
+    REPO,
+    assert_same_tables,
+    build_embedded,
+    dagster,
+    duckdb_tables,
+    iam_role,
+    materialize,
+    query,
+    redshift_env,
+    redshift_tables,
+    reset_warehouse,
+    s3_client,
+)
+
+pytestmark = pytest.mark.redshift_standin
+BUCKET = "sparkify-wire"
+
+
+@pytest.fixture(scope="module")
+def aws(s3_endpoint):
+    client = s3_client(s3_endpoint)
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    return {"endpoint": s3_endpoint, "s3": client, "role": iam_role(s3_endpoint)}
+
+
+@pytest.fixture
+def standin(redshift_standin):  # noqa: F811
+    """The stand-in with an empty warehouse, SERIALIZABLE (Redshift's isolation before 2024), no faults."""
+    reset_warehouse(redshift_standin)
+    redshift_standin.set_isolation("serializable")
+    redshift_standin.copy_delay_seconds = 0
+    redshift_standin.statement_delays.clear()
+    yield redshift_standin
+    redshift_standin.copy_delay_seconds = 0
+    redshift_standin.statement_delays.clear()
+
+
+def _prefix(request) -> str:
+    return request.node.name.replace("[", "-").replace("]", "").replace(" ", "-")[:60]
+
+
+def _upload(aws, root: Path, prefix: str) -> str:
+    upload_tree(aws["s3"], BUCKET, root, prefix)
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def _ok(done: subprocess.CompletedProcess) -> None:
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+
+
+def _log_day_copy(src: Path, dst: Path, keep: set[str]) -> None:
+    """Copy a raw-data tree, keeping only the log files of the given days."""
+    shutil.copytree(src, dst, ignore=lambda folder, names: [
+        n for n in names if n.endswith("-events.json") and n[:10] not in keep])
+
+
+def _statements_of_run(standin, start: int) -> list[tuple[int, str]]:
+    return standin.statements[start:]
+
+
+# ------------------------------------------------------------------ the whole graph, equal to DuckDB
+@requires_real_sample
+def test_the_real_sample_over_the_wire_equals_the_embedded_engine_then_a_new_day(standin, aws, tmp_path, request):
+    days = sorted(p.name[:10] for p in (REAL_SAMPLE / "log_data").rglob("*-events.json"))
+    first = tmp_path / "first"
+    _log_day_copy(REAL_SAMPLE, first, set(days[:-1]))
+    prefix = _prefix(request)
+    data_uri = _upload(aws, first, prefix)
+    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home")
+
+    before = len(standin.statements)
+    _ok(materialize(env))
+    run_statements = _statements_of_run(standin, before)
+    build_embedded(tmp_path / "first.duckdb", data_uri, aws["endpoint"])
+    got, want = redshift_tables(standin), duckdb_tables(tmp_path / "first.duckdb")
+    assert len(want["staging_events"]) > 7000 and len(want["songplays"]) > 6000
+    assert_same_tables(got, want)
+    # One run: a connection or two (the staging loads run side by side), DDL only for missing tables.
+    connections = {conn for conn, _ in run_statements}
+    creates = [sql for _, sql in run_statements if sql.lstrip().upper().startswith("CREATE TABLE")]
+    assert len(connections) <= 3, f"{len(connections)} connections in one run"
+    assert len(creates) == 9 + 7, creates  # 9 warehouse tables + 7 analytics tables, once each
+
+    # The last day arrives: loaded, equal again; no DDL now that every table exists.
+    upload_tree(aws["s3"], BUCKET, REAL_SAMPLE, prefix)
+    before = len(standin.statements)
+    _ok(materialize(env))
+    run_statements = _statements_of_run(standin, before)
+    assert not [sql for _, sql in run_statements if sql.lstrip().upper().startswith("CREATE ")]
+    build_embedded(tmp_path / "all.duckdb", data_uri, aws["endpoint"])
+    got, want = redshift_tables(standin), duckdb_tables(tmp_path / "all.duckdb")
+    assert len(got["loaded_files(events)"]) == len(days)
+    assert_same_tables(got, want)
+
+
+BAD_LINES = [
+    '{"artist": "A", "auth": "Logged In", "userId": "7", "page": "NextSong", "ts": 1541121934796, '
+    '"sessionId": 5, "itemInSession": 0, "length": 200.5, "song": "S", "level": "free"}',
+    '{"userId": "7", "page": "Home", "ts": 1541121934797, "sessionId": 5, "itemInSession": 1',  # malformed
+    '{"userId": "7", "page": "Home", "ts": "abc", "sessionId": 5, "itemInSession": 2}',  # "abc" into bigint
+    '{"userId": "7", "page": "Home", "ts": 1541121934799, "sessionId": 5, "itemInSession": 3, "gender": "'
+    + "F" * 9 + '"}',  # longer than varchar(8)
+    '{"userId": "7", "page": "NextSong", "ts": 1541121934800, "sessionId": 5, "itemInSession": 4, "length": NaN}',
+    '{"userId": "7", "page": "Home", "ts": 1541121934801, "sessionId": 5, "itemInSession": 5,}',  # trailing comma
+    '{"userId": "7", "page": "Home", "ts": 1541121934802, "sessionId": 5, "itemInSession": 6.5}',  # fraction
+    '{"userId": "7", "page": "Home", "ts": 1541121934803, "sessionId": 99999999999999999999, "itemInSession": 7}',
+    '["not", "an", "object"]',
+    '',
+    '{"userId": "8", "page": "Home", "ts": "", "sessionId": "12", "itemInSession": 8, "status": ""}',  # "" -> NULL
+    '{"userId": "8", "page": "Home", "ts": 1541121934805, "sessionId": 6,',  # object spread over two lines
+    '  "itemInSession": 9, "registration": 1.540919166796E12}',
+    '{"userId": "8", "page": "Home", "ts": 1541121934806, "sessionId": 6, "itemInSession": 10} '
+    '{"userId": "8", "page": "Home", "ts": 1541121934807, "sessionId": 6, "itemInSession": 11}',  # back to back
+    '{"userId": 9, "page": true, "ts": 1541121934808, "sessionId": 7, "itemInSession": 0, "location": {"a": 1}}',
+]
+
+
+def _bad_dataset(root: Path) -> None:
+    generate_dataset(root, songs=40, users=6, days=2, events_per_day=50, seed=13)
+    write_events(root, "2018-11-05", [], raw_lines=BAD_LINES)
+    # Bytes that are not UTF-8 on one line: that line alone is rejected.
+    path = root / "log_data" / "2018" / "11" / "2018-11-06-events.json"
+    path.write_bytes(b'\xef\xbb\xbf{"userId": "10", "page": "Home", "ts": 1541121934900, "sessionId": 8, '
+                     b'"itemInSession": 0}\n{"userId": "10", "page": "Home", "firstName": "\xff\xfe", "ts": 1}\n'
+                     b'{"userId": "10", "page": "Home", "ts": 1541121934902, "sessionId": 8, "itemInSession": 2}')
+    # A song_id in two files with different content, and a song file with a bad year.
+    twin = {"num_songs": 1, "artist_id": "ARTWIN0000000001", "artist_latitude": None, "artist_longitude": None,
+            "artist_location": "", "artist_name": "Twins", "song_id": "SOTWIN0000000001", "title": "Zulu",
+            "duration": 200.0, "year": 0}
+    write_song(root, twin, "TRAAAAA000000001")
+    write_song(root, {**twin, "title": "Alpha", "duration": 201.0}, "TRZZZZZ000000001")
+    write_song(root, {**twin, "song_id": "SOBADYEAR0000001", "year": "nineteen"}, "TRBBBBB000000001")
+
+
+def test_bad_records_are_staged_or_rejected_alike_on_both_engines(standin, aws, tmp_path, request):
+    root = tmp_path / "raw"
+    _bad_dataset(root)
+    data_uri = _upload(aws, root, _prefix(request))
+    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home", SPARKIFY_MAX_ERRORS="50")
+    _ok(materialize(env))
+    build_embedded(tmp_path / "bad.duckdb", data_uri, aws["endpoint"], max_errors=50)
+    got, want = redshift_tables(standin), duckdb_tables(tmp_path / "bad.duckdb")
+    rejected = {(r[1].rsplit("/", 1)[-1], r[2]) for r in want["load_errors"]}
+    assert {("2018-11-05-events.json", n) for n in (2, 3, 4, 5, 6, 7, 8, 9, 15)} <= rejected, rejected
+    assert ("2018-11-06-events.json", 2) in rejected and ("TRBBBBB000000001.json", 1) in rejected
+    assert_same_tables(got, want)
+    songs = query(standin, "SELECT title FROM songs WHERE song_id = 'SOTWIN0000000001'")
+    assert songs == [("Alpha",)]  # by content, on both engines
+
+
+def test_over_maxerror_the_load_fails_changes_nothing_and_keeps_the_rejects(standin, aws, tmp_path, request):
+    root = tmp_path / "raw"
+    _bad_dataset(root)
+    data_uri = _upload(aws, root, _prefix(request))
+    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home", SPARKIFY_MAX_ERRORS="2")
+    done = materialize(env)
+    assert done.returncode != 0
+    assert "rejected more than SPARKIFY_MAX_ERRORS=2" in done.stdout + done.stderr
+    assert query(standin, "SELECT COUNT(*) FROM staging_events") == [(0,)]
+    assert query(standin, "SELECT COUNT(*) FROM loaded_files WHERE table_name = 'staging_events'") == [(0,)]
+    kept = query(standin, "SELECT source_file, line_number FROM load_errors WHERE table_name = 'staging_events'")
+    assert ("log_data/2018/11/2018-11-05-events.json", 2) in kept
+
+
+def test_the_checks_job_passes_then_fails_on_a_broken_warehouse(standin, aws, tmp_path, request):
+    root = tmp_path / "raw"
+    generate_dataset(root, songs=30, users=5, days=2, events_per_day=40, seed=3)
+    env = redshift_env(standin, aws["endpoint"], _upload(aws, root, _prefix(request)), aws["role"], tmp_path / "home")
+    _ok(materialize(env))
+    checks = ["job", "execute", "-m", "sparkify_dagster", "-j", "data_quality_checks"]
+    _ok(dagster(checks, env))
+    standin.admin("INSERT INTO users SELECT * FROM users LIMIT 1")  # not enforced, as on Redshift
+    broken = dagster(checks, env)
+    assert broken.returncode != 0 and "primary_key_unique" in broken.stdout + broken.stderr
+
+
+# ------------------------------------------------------------------ faults on a real server
+def _wait_for(predicate, timeout: float = 120.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_materialize(env: dict) -> subprocess.Popen:
+    return subprocess.Popen([DAGSTER, "asset", "materialize", "-m", "sparkify_dagster", "--select", "*"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_backend_running(standin, needle: str) -> None:
+    def busy():
+        return [b for b in standin.backends() if needle in (b["query"] or "") and b["state"] == "active"]
+
+    (backend, *_), = [_wait_for(busy, what=f"a backend running {needle!r}")]
+    standin.terminate(backend["pid"])
+
+
+@pytest.mark.parametrize("fault", ["mid-COPY", "mid-star-rebuild"])
+def test_a_session_killed_mid_run_fails_clearly_leaves_nothing_half_written_and_the_rerun_is_clean(
+        standin, aws, tmp_path, request, fault):
+    root = tmp_path / "raw"
+    generate_dataset(root, songs=60, users=8, days=3, events_per_day=80, seed=9)
+    data_uri = _upload(aws, root, _prefix(request))
+    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home")
+    # The stand-in holds the statement in the server (pg_sleep inside it) so it can be killed there.
+    if fault == "mid-COPY":
+        standin.copy_delay_seconds = 30
+    else:
+        standin.statement_delays.append(('INSERT INTO "songplays"', 30))
+    needle = "pg_sleep"
+    run = _start_materialize(env)
+    try:
+        _kill_backend_running(standin, needle)
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    standin.copy_delay_seconds = 0
+    standin.statement_delays.clear()
+    assert run.returncode != 0
+    assert "terminat" in output.lower(), output[-3000:]
+    assert standin.env()["REDSHIFT_PASSWORD"] not in output
+    if fault == "mid-COPY":  # the staging transaction rolled back: nothing staged, nothing recorded
+        assert query(standin, "SELECT COUNT(*) FROM staging_events") == [(0,)]
+        assert query(standin, "SELECT COUNT(*) FROM loaded_files WHERE table_name = 'staging_events'") == [(0,)]
+    else:  # staging committed; songplays was never half replaced
+        assert query(standin, "SELECT COUNT(*) FROM songplays") == [(0,)]
+    _ok(materialize(env))
+    build_embedded(tmp_path / "clean.duckdb", data_uri, aws["endpoint"])
+    assert_same_tables(redshift_tables(standin), duckdb_tables(tmp_path / "clean.duckdb"))
+
+
+@pytest.mark.parametrize("isolation", ["serializable", "read committed"])
+def test_two_runs_at_once_both_succeed_and_equal_one_clean_load(standin, aws, tmp_path, request, isolation):
+    standin.set_isolation(isolation)
+    root = tmp_path / "raw"
+    generate_dataset(root, songs=60, users=8, days=4, events_per_day=80, seed=4)
+    data_uri = _upload(aws, root, _prefix(request))
+    runs = [_start_materialize(redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / f"home{n}"))
+            for n in range(2)]
+    outputs = [r.communicate(timeout=600)[0] for r in runs]
+    for r, out in zip(runs, outputs):
+        assert r.returncode == 0, out[-4000:]
+        assert "Serializable isolation" not in out and "could not serialize" not in out
+    build_embedded(tmp_path / "clean.duckdb", data_uri, aws["endpoint"])
+    assert_same_tables(redshift_tables(standin), duckdb_tables(tmp_path / "clean.duckdb"))
+
+
+@pytest.mark.parametrize("what", ["refused", "wrong password"])
+def test_a_refused_connection_or_a_wrong_password_is_one_clear_line_without_the_secret(
+        standin, aws, tmp_path, what):
+    from sparkify_dagster_tests.redshift_standin.server import free_port
+
+    extra = {"REDSHIFT_PORT": str(free_port())} if what == "refused" else {"REDSHIFT_PASSWORD": "Wr0ng-S3cret-pw"}
+    env = redshift_env(standin, aws["endpoint"], f"s3://{BUCKET}/nothing", aws["role"], tmp_path / "home", **extra)
+    done = materialize(env)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    lines = [line for line in output.splitlines() if "cannot connect to redshift://" in line]
+    assert lines, output[-3000:]
+    assert ("refused" if what == "refused" else "password") in lines[0].lower()
+    assert env["REDSHIFT_PASSWORD"] not in output and standin.env()["REDSHIFT_PASSWORD"] not in output
