@@ -48,7 +48,7 @@ from sparkify_dagster.warehouse import duckdb as duckdb_module
 from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import TooManyLoadErrors
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
-from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
+from sparkify_dagster.warehouse.redshift import RedshiftError, RedshiftWarehouse
 from sparkify_dagster_tests.conftest import contents, delete_bucket, materialize_all, upload_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -599,10 +599,11 @@ def test_redshift_statement_failing_mid_load_rolls_back_and_surfaces(monkeypatch
 
     boom = redshift_connector.ProgrammingError("S3ServiceException:Access Denied,Status 403 (injected)")
     conn = FakeRedshift(_second_copy_fails(boom))
-    with pytest.raises(redshift_connector.ProgrammingError) as err:
+    with pytest.raises(RedshiftError) as err:  # the server's words, and which statement failed
         _redshift(monkeypatch, conn).load_staging(STAGING_EVENTS, _FakeS3(), LOG_FILES, "run-1",
                                                   logging.getLogger("t"))
     _assert_rolled_back_and_clean(conn, err, "Access Denied")
+    assert "statement: COPY" in str(err.value) and err.value.__cause__ is boom
     after = conn.statements[conn.statements.index("ROLLBACK"):]
     assert not any(s.startswith("INSERT") for s in after)
 

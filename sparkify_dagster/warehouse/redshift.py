@@ -190,10 +190,23 @@ def staging_insert(table: Table, unit_key: str) -> str:
     )
 
 
+class RedshiftError(Exception):
+    """A statement failed on Redshift: the server's message and SQLSTATE, and which statement it was."""
+
+
+def server_message(exc: BaseException) -> str:
+    """The server's own words from a redshift-connector error (its args hold the protocol's fields)."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+    if fields and fields.get("M"):
+        return f"{fields['M']} (SQLSTATE {fields.get('C', '?')})"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class _RedshiftSession:
     def __init__(self, conn: Any):
         self.conn = conn
-        self.broken = False  # a statement failed on the connection itself: do not reuse it
+        self.broken = False  # the connection itself failed (dropped, terminated): do not reuse it
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         import redshift_connector
@@ -201,20 +214,17 @@ class _RedshiftSession:
         try:
             cur = self.conn.cursor()
             cur.paramstyle = "qmark"
-        except redshift_connector.InterfaceError:
-            self.broken = True
-            raise
-        try:
-            cur.execute(sql, params) if params is not None else cur.execute(sql)
-            return [tuple(r) for r in cur.fetchall()] if cur.description else []
-        except redshift_connector.InterfaceError:  # the connection itself failed (dropped, terminated)
-            self.broken = True
-            raise
-        finally:
             try:
-                cur.close()
-            except Exception:
-                pass
+                cur.execute(sql, params) if params is not None else cur.execute(sql)
+                return [tuple(r) for r in cur.fetchall()] if cur.description else []
+            finally:
+                _close(cur)
+        except redshift_connector.Error as exc:
+            fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            # A FATAL error ends the session (e.g. terminated by an administrator): not reusable.
+            self.broken = self.broken or isinstance(exc, redshift_connector.InterfaceError) or fields.get("S") == "FATAL"
+            statement = " ".join(sql.split())[:160]
+            raise RedshiftError(f"Redshift: {server_message(exc)}; statement: {statement}") from exc
 
 
 class RedshiftWarehouse(Warehouse):
@@ -451,9 +461,11 @@ def _relative(root: str, errors: list[tuple]) -> list[tuple]:
 
 
 def _connect_error(exc: Exception, password: str) -> str:
-    """One line for a failed connection (the driver's InterfaceError wraps socket errors)."""
-    text = _scrub(str(exc), password).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text.splitlines()[0]}"
+    """One line for a failed connection: the server's message, or the socket error the driver wraps."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and not isinstance(exc.args[0] if exc.args else None, dict):
+        return f"{type(exc).__name__}: {_scrub(str(cause), password)}"
+    return f"{type(exc).__name__}: {_scrub(server_message(exc), password)}"
 
 
 def _close(conn: Any) -> None:
