@@ -187,7 +187,7 @@ LOAD_ERRORS = Table(
     columns=_cols(
         ("table_name", "varchar(128)", "Staging table the record was meant for."),
         ("source_file", "varchar(1024)", "Raw file, relative to the data root."),
-        ("line_number", "bigint", "Line of the file where the record starts (1-based)."),
+        ("line_number", "bigint", "Line of the file where the record ends (1-based; Redshift's rule for JSON)."),
         ("column_name", "varchar(128)", "Column that failed, when known."),
         ("reason", "varchar(1024)", "Why the record was rejected."),
         ("raw_text", "varchar(65535)", "The record's text (cut at 1,024 characters)."),

@@ -401,7 +401,8 @@ def test_pretty_printed_song_object_is_one_record(warehouse, raw):
     assert loaded_files(warehouse, "staging_songs") == [(pretty, 1, 1, 0), (compact, 1, 1, 0)]
 
 
-def test_pretty_printed_objects_are_numbered_by_their_first_line(warehouse, raw):
+def test_pretty_printed_objects_are_numbered_by_their_last_line(warehouse, raw):
+    """stl_load_errors.line_number for COPY from JSON: "the last line of the JSON object"."""
     key = "song_data/A/A/A/TRAAAAW128F429D538.json"
     first = json.dumps(SONG, indent=2)  # 12 lines
     second = json.dumps({**SONG, "song_id": "SOBAD", "year": "nineteen"}, indent=2)
@@ -410,7 +411,7 @@ def test_pretty_printed_objects_are_numbered_by_their_first_line(warehouse, raw)
 
     assert staged(warehouse, "song_id", table="staging_songs") == [("SOMZWCG12A8C13C480",)]
     errs = rejects(warehouse, "staging_songs")
-    assert [(e[0], e[1], e[2]) for e in errs] == [(key, first.count("\n") + 2, "year")]
+    assert [(e[0], e[1], e[2]) for e in errs] == [(key, first.count("\n") + second.count("\n") + 2, "year")]
     assert "Invalid digit" in errs[0][3]
     assert loaded_files(warehouse, "staging_songs") == [(key, 2, 1, 1)]
 

@@ -79,8 +79,13 @@ def _log_day_copy(src: Path, dst: Path, keep: set[str]) -> None:
         n for n in names if n.endswith("-events.json") and n[:10] not in keep])
 
 
-def _statements_of_run(standin, start: int) -> list[tuple[int, str]]:
-    return standin.statements[start:]
+def _run_cost(standin) -> tuple[int, list[str]]:
+    """Connections the project's user opened, and the statements it executed, since the last clear()."""
+    user = standin.env()["REDSHIFT_USER"]
+    connections = [c for c in standin.statements.connections if c["user"] == user]
+    numbers = {c["connection"] for c in connections}
+    return len(connections), [e.sql for e in list(standin.statements.entries)
+                              if e.connection in numbers and e.event in ("execute", "query")]
 
 
 # ------------------------------------------------------------------ the whole graph, equal to DuckDB
@@ -93,25 +98,25 @@ def test_the_real_sample_over_the_wire_equals_the_embedded_engine_then_a_new_day
     data_uri = _upload(aws, first, prefix)
     env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home")
 
-    before = len(standin.statements)
+    standin.statements.clear()
     _ok(materialize(env))
-    run_statements = _statements_of_run(standin, before)
+    connections, run_statements = _run_cost(standin)
     build_embedded(tmp_path / "first.duckdb", data_uri, aws["endpoint"])
     got, want = redshift_tables(standin), duckdb_tables(tmp_path / "first.duckdb")
     assert len(want["staging_events"]) > 7000 and len(want["songplays"]) > 6000
     assert_same_tables(got, want)
     # One run: a connection or two (the staging loads run side by side), DDL only for missing tables.
-    connections = {conn for conn, _ in run_statements}
-    creates = [sql for _, sql in run_statements if sql.lstrip().upper().startswith("CREATE TABLE")]
-    assert len(connections) <= 3, f"{len(connections)} connections in one run"
+    creates = [sql for sql in run_statements if sql.lstrip().upper().startswith("CREATE TABLE")]
+    assert connections <= 3, f"{connections} connections in one run"
     assert len(creates) == 9 + 7, creates  # 9 warehouse tables + 7 analytics tables, once each
 
     # The last day arrives: loaded, equal again; no DDL now that every table exists.
     upload_tree(aws["s3"], BUCKET, REAL_SAMPLE, prefix)
-    before = len(standin.statements)
+    standin.statements.clear()
     _ok(materialize(env))
-    run_statements = _statements_of_run(standin, before)
-    assert not [sql for _, sql in run_statements if sql.lstrip().upper().startswith("CREATE ")]
+    connections, run_statements = _run_cost(standin)
+    assert connections <= 3
+    assert not [sql for sql in run_statements if sql.lstrip().upper().startswith("CREATE ")]
     build_embedded(tmp_path / "all.duckdb", data_uri, aws["endpoint"])
     got, want = redshift_tables(standin), duckdb_tables(tmp_path / "all.duckdb")
     assert len(got["loaded_files(events)"]) == len(days)

@@ -10,7 +10,8 @@ Two stages, so that no record is held as a Python object and the typing rules ru
    with invalid UTF-8 is framed in Python (``frame_lines``): each bad line is rejected with its line
    number and the others are bound as parameters. Files whose lines are not each one JSON value
    (pretty-printed objects spread over lines, objects back to back on one line) are re-framed with a
-   streaming JSON decoder, so every JSON value becomes one record, numbered by the line it starts on.
+   streaming JSON decoder, so every JSON value becomes one record, numbered by its last line (what
+   Redshift's stl_load_errors reports for JSON: "the last line of the JSON object").
 2. Typing (SQL in DuckDB): each record is matched to the table's columns (JSONPaths by position, or
    the column names), each value is converted under Redshift's COPY rules, and the record goes either
    to the staging table or to ``load_errors`` with its file, line, column and reason.
@@ -118,7 +119,8 @@ def frame_lines(data: bytes) -> tuple[list[tuple[int, str]], list[Reject]]:
 
 
 def frame_stream(candidates: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
-    """Re-frame a file's lines as a stream of JSON values: one record per value, wherever it starts.
+    """Re-frame a file's lines as a stream of JSON values: one record per value, wherever it starts,
+    numbered by the line it ends on (Redshift's line_number for JSON).
 
     Text that does not parse becomes a record of its own (the rest of its line), which the typing
     stage rejects as malformed JSON, so nothing is dropped.
@@ -141,13 +143,13 @@ def frame_stream(candidates: Sequence[tuple[int, str]]) -> list[tuple[int, str]]
         pos = _JSON_WS.match(text, pos).end()
         if pos >= end_of_text:
             return records
-        line_number = bisect_right(starts, pos)
         try:
             _value, end = decoder.raw_decode(text, pos)
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder allows
             end = text.find("\n", pos)
             end = end_of_text if end < 0 else end
-        records.append((line_number, text[pos:end]))
+        # Numbered by the line of its last character, as Redshift numbers a JSON object.
+        records.append((bisect_right(starts, max(pos, end - 1)), text[pos:end]))
         pos = end
 
 
