@@ -13,6 +13,8 @@ from sparkify_dagster.catalog import ALL_TABLES
 from sparkify_dagster.definitions import build_defs
 from sparkify_dagster.source import LocalFolderSource
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+# The Redshift stand-in (PostgreSQL behind a TLS proxy), for the tests marked redshift_standin.
+from sparkify_dagster_tests.redshift_standin.fixtures import redshift_standin  # noqa: F401
 
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "udacity-sample"
 requires_real_sample = pytest.mark.skipif(

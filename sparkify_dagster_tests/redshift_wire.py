@@ -42,23 +42,18 @@ COMPARED = {
     **{t.name: list(t.column_names) for t in STAR_TABLES},
     **{relation(a.table): list(a.table.column_names) for a in ANALYSES},
 }
-# Rejects: which record of which file, and the column (the reason texts are each engine's own).
-REJECTS = f"SELECT table_name, source_file, line_number, column_name FROM {LOAD_ERRORS.name}"
+# Rejects: which record of which file (the reason texts are each engine's own, and for invalid UTF-8
+# Redshift names the column while the embedded engine, which rejects such a line before parsing it,
+# does not; the columns of the other rejects are compared by the bad-records test).
+REJECTS = f"SELECT table_name, source_file, line_number FROM {LOAD_ERRORS.name}"
+REJECT_COLUMNS = (f"SELECT table_name, source_file, line_number, column_name FROM {LOAD_ERRORS.name} "
+                  "WHERE reason NOT LIKE '%UTF-8%'")
 EVENT_FILES = (f"SELECT source_file, file_version, records_read, records_staged, records_rejected "
                f"FROM {LOADED_FILES.name} WHERE table_name = 'staging_events'")
 
 
 def s3_client(endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=endpoint, **_boto_keys())
-
-
-def iam_role(endpoint: str, name: str = "sparkify-copy") -> str:
-    """An IAM role in moto (the stand-in's COPY checks that its IAM_ROLE exists)."""
-    iam = boto3.client("iam", endpoint_url=endpoint, **_boto_keys())
-    try:
-        return iam.get_role(RoleName=name)["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        return iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
 
 
 def _boto_keys() -> dict:
@@ -153,11 +148,3 @@ def assert_same_tables(got: dict, want: dict) -> None:
             extra = [r for r in got[name] if r not in want[name]][:3]
             raise AssertionError(f"{name}: {len(got[name])} rows on Redshift, {len(want[name])} embedded; "
                                  f"only embedded: {missing}; only Redshift: {extra}")
-
-
-def reset_warehouse(standin: Any) -> None:
-    """Drop every table of the project (public and analytics schemas) on the stand-in."""
-    user = standin.env()["REDSHIFT_USER"]
-    standin.admin("DROP SCHEMA IF EXISTS analytics CASCADE")
-    standin.admin("DROP SCHEMA IF EXISTS public CASCADE")
-    standin.admin(f"CREATE SCHEMA public AUTHORIZATION {user}")

@@ -222,7 +222,7 @@ def test_up_single_node_and_unscoped_policy(run, aws):
     assert code == 0, err
     (cluster,) = clusters(aws["redshift"])
     assert (cluster["ClusterIdentifier"], cluster["NodeType"], cluster["NumberOfNodes"]) == (
-        "solo", "dc2.large", 1)
+        "solo", "ra3.large", 1)  # the default node type (DC2 is deprecated)
     assert (cluster["DBName"], cluster["MasterUsername"]) == ("dev2", "admin")
     actions, resources = policy_actions_and_resources(aws["iam"], "solo-role")
     assert actions == {"s3:GetObject", "s3:ListBucket"}

@@ -193,7 +193,7 @@ def test_real_lines_with_their_quirks_are_staged_unescaped(warehouse, raw):
 
 
 def test_blank_lines_keep_physical_line_numbers_and_no_trailing_newline(warehouse, raw):
-    content = "\n".join([line(1), "", "   ", "\t", line(2), "", "{not json", "", "", line(3), "", "[1, 2]"])
+    content = "\n".join([line(1), "", "   ", "\t", line(2), "", "{not json", "", "", line(3), "", "42"])
     write_raw(raw, DAY1, content)  # no trailing newline; the last record is a reject on line 12
     report = load_events(warehouse, raw)
 
@@ -201,7 +201,7 @@ def test_blank_lines_keep_physical_line_numbers_and_no_trailing_newline(warehous
     errs = rejects(warehouse)
     assert [(e[0], e[1], e[2]) for e in errs] == [(DAY1, 7, None), (DAY1, 12, None)]
     assert "Malformed JSON" in errs[0][3] and errs[0][4] == "{not json"
-    assert "Top-level JSON array" in errs[1][3] and errs[1][4] == "[1, 2]"
+    assert "Top-level JSON ubigint" in errs[1][3] and errs[1][4] == "42"
     assert (report.records_read, report.records_staged, report.records_rejected) == (5, 3, 2)
 
 
@@ -255,6 +255,19 @@ def test_malformed_json_line_is_rejected_with_its_line_others_staged(warehouse, 
     assert (report.records_read, report.records_staged, report.records_rejected) == (5, 3, 2)
 
 
+def test_what_is_not_json_is_rejected_though_duckdb_parses_it(warehouse, raw):
+    """Trailing commas, NaN and Infinity are not JSON (RFC 8259); DuckDB's parser accepts them, Redshift
+    rejects the record. The same characters inside strings are fine."""
+    lenient = ['{"ts": 2, "artist": "x",}', '{"ts": 3, "length": NaN}', '{"ts": 4, "registration": Infinity}',
+               '{"ts": 5, "location": {"a": [1, ]}}', '{"ts": 6, "unknown": -Infinity}']
+    fine = [line(7, artist="NaN,}", song="Infinity, ]")]
+    write_raw(raw, DAY1, "\n".join([line(1), *lenient, *fine]))
+    load_events(warehouse, raw)
+    assert staged(warehouse, "ts") == [(1,), (7,)]
+    assert [(e[1], e[2]) for e in rejects(warehouse)] == [(n, None) for n in range(2, 7)]
+    assert all("Malformed JSON" in e[3] for e in rejects(warehouse))
+
+
 def test_raw_text_of_a_reject_is_cut_at_1024_characters(warehouse, raw):
     long_bad = '{"artist": "' + "\u00e9" * 3000  # malformed (unterminated), 3,012 characters
     write_raw(raw, DAY1, "\n".join([line(1), long_bad, line(3, userAgent="u" * 2000)]))
@@ -273,7 +286,7 @@ DEEP = 3000  # deeper than Python's recursion limit
     [
         ("[" * DEEP, [1, 4], [2, 3]),  # unterminated: malformed JSON
         ('{"a":' * DEEP + "1", [1, 4], [2, 3]),  # unterminated: malformed JSON
-        ("[" * DEEP + "]" * DEEP, [1, 4], [2, 3]),  # valid, but an array
+        ("[" * DEEP + "]" * DEEP, [1, 4, None], [2]),  # valid: an array, which the JSONPaths map to NULLs
         ('{"ts": 3, "x": ' + '{"a":' * DEEP + "1" + "}" * DEEP + "}", [1, 3, 4], [2]),  # valid object
     ],
     ids=["open-array", "open-object", "deep-array", "deep-object"],
@@ -351,19 +364,29 @@ def test_empty_file_is_listed_with_zero_records(warehouse, raw, content):
 
 
 def test_top_level_values_that_are_not_objects_are_rejected(warehouse, raw):
+    """Scalars are never records. An array is one when a JSONPaths file maps it (Redshift: "If your data
+    files use arrays, you must specify a JSONPaths file"): the events' key paths select nothing in it,
+    so it loads a row of NULLs; index paths would select its elements."""
     write_raw(raw, DAY1, "\n".join([line(1), "[1,2]", "42", '"text"', "null", "true", f"[{line(7)}]", line(8)]))
     load_events(warehouse, raw)
 
-    assert staged(warehouse, "ts") == [(1,), (8,)]
+    assert staged(warehouse, "ts") == [(1,), (8,), (None,), (None,)]
     errs = rejects(warehouse)
     assert [(e[1], e[2], e[4]) for e in errs] == [
-        (2, None, "[1,2]"), (3, None, "42"), (4, None, '"text"'), (5, None, "null"), (6, None, "true"),
-        (7, None, f"[{line(7)}]"),
+        (3, None, "42"), (4, None, '"text"'), (5, None, "null"), (6, None, "true"),
     ]
-    assert all("where an object was expected" in e[3] for e in errs)
-    assert "array" in errs[0][3] and "array" in errs[5][3] and "boolean" in errs[4][3]
+    assert all("where an object or an array was expected" in e[3] for e in errs)
+    assert "bigint" in errs[0][3] and "boolean" in errs[3][3]
     assert_bookkeeping_consistent(warehouse)
-    assert loaded_files(warehouse) == [(DAY1, 8, 2, 6)]
+    assert loaded_files(warehouse) == [(DAY1, 8, 4, 4)]
+
+
+def test_an_array_record_is_rejected_without_a_jsonpaths_file(warehouse, raw):
+    key = "song_data/A/A/A/TRAAAAW128F429D538.json"
+    write_raw(raw, key, "[1, 2]")  # songs load with 'auto': it maps object keys only
+    load_songs(warehouse, raw)
+    assert [(e[1], e[2], e[4]) for e in rejects(warehouse, "staging_songs")] == [(1, None, "[1, 2]")]
+    assert "where an object was expected" in rejects(warehouse, "staging_songs")[0][3]
 
 
 def test_objects_back_to_back_on_one_line_are_separate_records(warehouse, raw):
@@ -650,7 +673,7 @@ def test_too_many_errors_fails_and_keeps_the_previous_table(tmp_path, raw, full_
     before_files = loaded_files(wh)
     assert len(before_rows) == 2 and rejects(wh) == []
 
-    write_raw(raw, DAY2, "\n".join([line(3), '{"ts": 4, "status": "abc"}', "", "{bad", line(6), "[7]"]))
+    write_raw(raw, DAY2, "\n".join([line(3), '{"ts": 4, "status": "abc"}', "", "{bad", line(6), "7"]))
     with pytest.raises(TooManyLoadErrors) as excinfo:
         load_events(wh, raw, load_id="bad-load", full_refresh=full_refresh)
 
@@ -667,7 +690,7 @@ def test_too_many_errors_fails_and_keeps_the_previous_table(tmp_path, raw, full_
 def test_errors_up_to_the_limit_are_accepted(tmp_path, raw):
     wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"), max_errors=3)
     wh.ensure_tables()
-    write_raw(raw, DAY1, "\n".join([line(1), '{"ts": 2, "status": "abc"}', "{bad", line(4), "[5]"]))
+    write_raw(raw, DAY1, "\n".join([line(1), '{"ts": 2, "status": "abc"}', "{bad", line(4), "5"]))
     report = load_events(wh, raw)
 
     assert (report.records_read, report.records_staged, report.records_rejected) == (5, 2, 3)
@@ -907,7 +930,9 @@ double_values = st.one_of(
 record_fields = st.fixed_dictionaries(
     {"artist": varchar_values, "gender": gender_values, "itemInSession": int_values, "length": double_values}
 )
-MALFORMED = ["{bad", '{"artist": }', "{'ts': 1}", "not json", '{"ts": 1', '"unterminated', "{", "]"]
+MALFORMED = ["{bad", '{"artist": }', "{'ts': 1}", "not json", '{"ts": 1', '"unterminated', "{", "]",
+             # Not JSON, though DuckDB's own parser takes them: Redshift rejects the record.
+             '{"ts": 1,}', '{"length": NaN}', '{"length": -Infinity}', '{"a": [1, ]}']
 
 LINE_STRATEGIES = {
     "record": st.tuples(st.just("record"), record_fields, st.booleans()),
@@ -921,7 +946,7 @@ LINE_STRATEGIES = {
     "badutf8": st.tuples(
         st.just("badutf8"), st.sampled_from([b'{"artist": "\xff", "ts": 0}', b"\xc3\x28", b"\xed\xa0\x80"])
     ),
-    "nonobject": st.tuples(st.just("nonobject"), st.sampled_from(["[1,2]", "42", '"s"', "null", "true", "[]"])),
+    "nonobject": st.tuples(st.just("nonobject"), st.sampled_from(["42", '"s"', "null", "true", "-1.5"])),
 }
 # Mostly records: they carry the typing rules; the other kinds exercise framing and line accounting.
 line_kinds = st.sampled_from(["record"] * 6 + ["malformed", "blank", "badutf8", "nonobject"]).flatmap(
@@ -953,7 +978,7 @@ def render(lines: list, eol: bytes, trailing: bool, bom: bool) -> tuple[bytes, d
             expect[number] = ("rejected", None, "Malformed JSON")
         elif kind == "nonobject":
             out.append(args[0].encode("utf-8"))
-            expect[number] = ("rejected", None, "where an object was expected")
+            expect[number] = ("rejected", None, "where an object or an array was expected")
         else:
             out.append(args[0].encode("utf-8"))
     data = eol.join(out) + (eol if trailing and out else b"")

@@ -21,8 +21,7 @@ import pytest
 
 from sparkify_dagster.source import SAMPLE_DATA_DIR
 from sparkify_dagster_tests.conftest import upload_tree
-from sparkify_dagster_tests.redshift_standin.fixtures import redshift_standin  # noqa: F401  (fixture)
-from sparkify_dagster_tests.redshift_wire import REGION, query, reset_warehouse
+from sparkify_dagster_tests.redshift_wire import REGION, query
 
 pytestmark = pytest.mark.redshift_standin
 REPO = Path(__file__).resolve().parents[1]
@@ -44,8 +43,8 @@ def test_the_readme_redshift_section_lists_the_whole_path():
                                                      "sparkify-infra"]
 
 
-def test_every_command_of_the_readme_redshift_section_works_in_order(redshift_standin, s3_endpoint, tmp_path):  # noqa: F811
-    reset_warehouse(redshift_standin)
+def test_every_command_of_the_readme_redshift_section_works_in_order(redshift_standin, s3_endpoint, tmp_path):
+    redshift_standin.reset()
     commands = readme_redshift_commands()
     export = shlex.split(commands[0])[1:]
     exported = dict(item.split("=", 1) for item in export)

@@ -275,3 +275,24 @@ def test_unchanged_files_are_not_copied_again(monkeypatch):
     report = wh.load_staging(STAGING_EVENTS, FakeS3Source(), LOG_FILES, "run-2", logging.getLogger("t"))
     assert report.files_unchanged == 2 and report.files == 0
     assert not any(s.startswith(("COPY", "BEGIN", "DELETE")) for s, _ in conn.statements)
+
+
+def test_max_errors_counts_the_whole_load_not_each_copy(monkeypatch):
+    """Six rejects in each of two files: each COPY is under MAXERROR 10, the load (12) is not, as on
+    the embedded engine. Nothing is committed but the rejects of both files."""
+    def bad(day):
+        return [(f"s3://bkt/p/log_data/2018/11/2018-11-0{day}-events.json", n, "ts", "Invalid digit", "{}")
+                for n in range(1, 7)]
+
+    conn = FakeConnection(copy_counts=[10, 10], errors_by_copy=[bad(1), bad(2)])
+    with pytest.raises(TooManyLoadErrors, match="rejected 12 records together, more than SPARKIFY_MAX_ERRORS=10"):
+        _warehouse(monkeypatch, conn).load_staging(STAGING_EVENTS, FakeS3Source(), LOG_FILES, "run-1",
+                                                   logging.getLogger("t"))
+    sqls = [s for s, _ in conn.statements]
+    rollback = sqls.index("ROLLBACK")
+    assert "COMMIT" not in sqls[:rollback]
+    kept = [p for s, p in conn.statements[rollback:] if s.startswith('INSERT INTO "load_errors"')]
+    assert sorted({p[1] for p in kept}) == ["log_data/2018/11/2018-11-01-events.json",
+                                            "log_data/2018/11/2018-11-02-events.json"]
+    assert sum(len(p) for p in kept) == 12 * 8 and sqls[-1] == "COMMIT"
+    assert not any(s.startswith('INSERT INTO "loaded_files"') for s in sqls[rollback:])

@@ -13,7 +13,6 @@ import pytest
 import redshift_connector
 
 from sparkify_dagster_tests.redshift_standin import describe_error
-from sparkify_dagster_tests.redshift_standin.fixtures import redshift_standin  # noqa: F401  (fixture)
 
 pytestmark = [
     pytest.mark.redshift_standin,

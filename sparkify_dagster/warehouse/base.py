@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import threading
+import time
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -194,6 +195,17 @@ class Warehouse(dg.ConfigurableResource):
         wanted = {_key(t): t for t in tables}
         if self._in_run and set(wanted) <= self._ensured:
             return []
+        try:
+            return self._ensure(wanted)
+        except Exception:
+            # Two runs creating the same missing table at once: CREATE TABLE IF NOT EXISTS is not atomic
+            # against a concurrent creator (PostgreSQL and Redshift both fail one of them). Looked at
+            # again, the table exists; any other failure fails again and surfaces.
+            time.sleep(0.5)
+            return self._ensure(wanted)
+
+    def _ensure(self, wanted: dict[tuple[str, str], Table]) -> list[str]:
+        tables = list(wanted.values())
         schemas = sorted({t.schema for t in tables if t.schema})
         with self.session() as s:
             existing: dict[tuple[str, str], list[str]] = {}

@@ -68,6 +68,7 @@ class _Scratch:
                 shutil.rmtree(stale, ignore_errors=True)
         self.folder = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
         self.con = self._parent.cursor()
+        json_loader.register_strict_json(self.con)
         return self
 
     def file(self, name: str) -> str:
@@ -250,7 +251,8 @@ class DuckDBWarehouse(Warehouse):
                     batch_bytes = json_loader.BATCH_BYTES if _local_root(source) else json_loader.REMOTE_BATCH_BYTES
                     for batch in json_loader.iter_batches(plan.to_load, batch_bytes):
                         typed, batch_read, batch_staged = self._type_batch(
-                            s, scratch, table, columns, paths, source, batch, done, load_id, early_rejects
+                            s, scratch, table, columns, paths, source, batch, done, load_id, early_rejects,
+                            arrays=jsonpaths is not None,
                         )
                         typed_parts.append(typed)
                         done, read, staged = done + len(batch), read + batch_read, staged + batch_staged
@@ -291,7 +293,7 @@ class DuckDBWarehouse(Warehouse):
         return report
 
     def _type_batch(self, s, scratch, table, columns, paths, source, batch, offset, load_id,
-                    early_rejects: list[tuple]) -> tuple[str, int, int]:
+                    early_rejects: list[tuple], *, arrays: bool = False) -> tuple[str, int, int]:
         """Frame and type one batch of files into a Parquet file; returns the relation that reads it,
         and the batch's records read and staged (``early_rejects`` gets the lines rejected in Python).
 
@@ -351,7 +353,7 @@ class DuckDBWarehouse(Warehouse):
                       [bound_idx, bound_text])
         self._insert_raw(x, [(idx, n, text) for idx, lines in framed.items() for n, text in lines])
         typed_file = scratch.file(f"typed-{offset}.parquet")
-        x.execute(f"COPY ({json_loader.typing_sql(table, columns, paths)}) TO {quote_literal(typed_file)} "
+        x.execute(f"COPY ({json_loader.typing_sql(table, columns, paths, arrays=arrays)}) TO {quote_literal(typed_file)} "
                   "(FORMAT parquet, COMPRESSION uncompressed)")
         typed = f"read_parquet({quote_literal(typed_file)})"
         # Files whose lines are not each one JSON value are re-framed as a stream of JSON values.
@@ -374,7 +376,7 @@ class DuckDBWarehouse(Warehouse):
             in_list = ", ".join(str(int(i)) for i in reframe)
             again_file = scratch.file(f"typed-{offset}-reframed.parquet")
             again = f"(SELECT * FROM _raw WHERE file_idx IN ({in_list}))"
-            x.execute(f"COPY ({json_loader.typing_sql(table, columns, paths, source=again)}) "
+            x.execute(f"COPY ({json_loader.typing_sql(table, columns, paths, source=again, arrays=arrays)}) "
                       f"TO {quote_literal(again_file)} (FORMAT parquet, COMPRESSION uncompressed)")
             typed = (f"(SELECT * FROM {typed} WHERE file_idx NOT IN ({in_list}) "
                      f"UNION ALL SELECT * FROM read_parquet({quote_literal(again_file)}))")

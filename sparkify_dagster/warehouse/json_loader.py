@@ -195,6 +195,36 @@ def jsonpath_to_duckdb(path: str) -> str:
     return out
 
 
+# What DuckDB's JSON parser accepts beyond JSON: a trailing comma, NaN, Infinity. A record that
+# matches (possibly inside a string) is parsed again strictly, in Python: only such records are.
+LENIENT_JSON = r",[ \t\r\n]*[}\]]|NaN|Infinity"
+STRICT_FUNCTION = "sparkify_strict_json"
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def is_strict_json(text: str) -> bool:
+    """Whether ``text`` is one JSON value as RFC 8259 defines it (no NaN, Infinity or trailing comma)."""
+    try:
+        json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def register_strict_json(con) -> None:
+    """Make ``is_strict_json`` callable from SQL on ``con`` (the typing statement uses it)."""
+    import duckdb
+
+    try:
+        con.create_function(STRICT_FUNCTION, is_strict_json, ["VARCHAR"], "BOOLEAN",
+                            side_effects=False)
+    except (duckdb.CatalogException, duckdb.NotImplementedException):  # already registered on this connection
+        pass
+
+
 _INT_RANGES = {"integer": "INTEGER", "bigint": "BIGINT"}
 
 
@@ -257,9 +287,14 @@ def _value_and_error(col: Column, i: int, k: int | None) -> tuple[str, str]:
     raise ValueError(f"the JSON loader cannot load column {col.name} of type {col.type}")
 
 
-def typing_sql(table: Table, columns: Sequence[Column], duckdb_paths: Sequence[str], source: str = "_raw") -> str:
+def typing_sql(table: Table, columns: Sequence[Column], duckdb_paths: Sequence[str], source: str = "_raw",
+               arrays: bool = False) -> str:
     """One SELECT over ``source`` (file_idx, line_number, rec) giving each record's converted columns,
-    its error column and reason; ``rec`` is kept for rejected records only (NULL when staged)."""
+    its error column and reason; ``rec`` is kept for rejected records only (NULL when staged).
+
+    ``arrays``: the paths come from a JSONPaths file, so a record may also be a JSON array (Redshift:
+    "If your data files use arrays, you must specify a JSONPaths file"); its values are what the paths
+    select in it (a key path selects nothing: NULL). Without JSONPaths only objects are records."""
     paths = "[" + ", ".join(quote_literal(p) for p in duckdb_paths) + "]"
     # The JSON types are looked up for the record itself ('$') and the number columns only.
     number_cols = [i for i, col in enumerate(columns) if col.max_bytes is None]
@@ -273,14 +308,16 @@ def typing_sql(table: Table, columns: Sequence[Column], duckdb_paths: Sequence[s
         f"WHEN e{i} IS NOT NULL THEN {quote_literal(c.name)}" for i, c in enumerate(columns, start=1)
     )
     err_reason = ", ".join(f"e{i}" for i in range(1, len(columns) + 1))
+    records = "'OBJECT', 'ARRAY'" if arrays else "'OBJECT'"
+    expected = "an object or an array" if arrays else "an object"
     return f"""
 SELECT file_idx, line_number, CASE WHEN err_reason IS NOT NULL THEN rec END AS rec, {col_names},
     err_column, err_reason
 FROM (
 SELECT file_idx, line_number, rec, {col_names},
-    CASE WHEN top IS DISTINCT FROM 'OBJECT' THEN NULL {err_col} END AS err_column,
+    CASE WHEN top IS NULL OR top NOT IN ({records}) THEN NULL {err_col} END AS err_column,
     CASE WHEN top IS NULL THEN {quote_literal(MALFORMED_REASON)}
-         WHEN top <> 'OBJECT' THEN 'Top-level JSON ' || lower(top) || ' where an object was expected'
+         WHEN top NOT IN ({records}) THEN 'Top-level JSON ' || lower(top) || ' where {expected} was expected'
          ELSE coalesce({err_reason}) END AS err_reason
 FROM (
     SELECT file_idx, line_number, rec, top,
@@ -288,11 +325,15 @@ FROM (
         {errors}
     FROM (
         SELECT file_idx, line_number, rec, top,
-            CASE WHEN top = 'OBJECT' THEN types[2:] END AS t,
-            CASE WHEN top = 'OBJECT' THEN json_extract_string(rec, {paths}) END AS s
+            CASE WHEN top IN ({records}) THEN types[2:] END AS t,
+            CASE WHEN top IN ({records}) THEN json_extract_string(rec, {paths}) END AS s
         FROM (
             -- One parse gives the record's own type ('$': NULL when it is not valid JSON) and its values' types.
-            SELECT file_idx, line_number, rec, types[1] AS top, types
+            -- DuckDB's parser also takes NaN, Infinity and trailing commas, which are not JSON (Redshift
+            -- rejects the record): a record that may hold one is checked strictly ({STRICT_FUNCTION}).
+            SELECT file_idx, line_number, rec, types, CASE
+                WHEN regexp_matches(rec, {quote_literal(LENIENT_JSON)}) AND NOT {STRICT_FUNCTION}(rec) THEN NULL
+                ELSE types[1] END AS top
             FROM (SELECT *, try(json_type(rec, {typed_paths})) AS types FROM {source})
         )
     )

@@ -196,11 +196,16 @@ class RedshiftError(Exception):
 
 def server_message(exc: BaseException) -> str:
     """The server's own words from a redshift-connector error (its args hold the protocol's fields)."""
+    import redshift_connector
+
     fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
     if fields and fields.get("M"):
         return f"{fields['M']} (SQLSTATE {fields.get('C', '?')})"
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, redshift_connector.InterfaceError):
+        return f"the connection was lost (the session was ended by the server, or the network failed): {text}"
+    return text
 
 
 class _RedshiftSession:
@@ -219,6 +224,11 @@ class _RedshiftSession:
                 return [tuple(r) for r in cur.fetchall()] if cur.description else []
             finally:
                 _close(cur)
+        except OSError as exc:  # the socket itself (reset, closed, TLS EOF): the session is gone
+            self.broken = True
+            statement = " ".join(sql.split())[:160]
+            raise RedshiftError(f"Redshift: the connection was lost ({type(exc).__name__}: {exc}); "
+                                f"statement: {statement}") from exc
         except redshift_connector.Error as exc:
             fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
             # A FATAL error ends the session (e.g. terminated by an administrator): not reusable.
@@ -274,6 +284,11 @@ class RedshiftWarehouse(Warehouse):
                 f"cannot connect to {self.describe()}: {_connect_error(exc, self.password)}"
             ) from None
         conn.autocommit = True  # transactions are explicit (BEGIN/COMMIT), as on DuckDB
+        # The driver keeps ``timeout`` on the socket for every read after connecting: a COPY or a rebuild
+        # that runs longer would fail with "read operation timed out". It is meant for the connect only.
+        sock = getattr(conn, "_usock", None)
+        if sock is not None:
+            sock.settimeout(None)
         return conn
 
     def close_run_connections(self) -> None:
@@ -326,6 +341,9 @@ class RedshiftWarehouse(Warehouse):
                                 self._event_manifests(table, source, files, load_id))
         root = source.s3_uri("")  # stl_load_errors names files by their full s3:// URL
         unit_key = units[0][0] if units else ""
+        # SPARKIFY_MAX_ERRORS counts the rejects of the whole load, as on the embedded engine; each COPY's
+        # MAXERROR only bounds that COPY, so the load's total is checked here after every COPY.
+        rejects: list[tuple[str, tuple]] = []  # (load unit, reject) of this load so far
         with self.session() as s:
             s.execute("BEGIN")
             in_copy, last_copy_id = False, -1  # the failing statement was a COPY; the last COPY that loaded
@@ -346,6 +364,9 @@ class RedshiftWarehouse(Warehouse):
                     version = versions.get(unit_key) or _digest(versions)
                     self._record(s, table, unit_key, staged, errors, load_id, version=version)
                     report.add(staged + len(errors), staged, len(errors))
+                    rejects += [(unit_key, e) for e in errors]
+                    if len(rejects) > self.max_errors:
+                        raise _OverTheLimit()
                     report.first_errors += [
                         dict(source_file=e[0], line_number=e[1], column_name=e[2], reason=e[3]) for e in errors
                     ][: max(0, 10 - len(report.first_errors))]
@@ -355,19 +376,24 @@ class RedshiftWarehouse(Warehouse):
             except BaseException as exc:
                 # Only a COPY that failed on its data has rejects of its own (newer than the last COPY
                 # that loaded); any other failure, or a dead connection, surfaces as it is.
-                failed = self._session_load_errors(s, last_copy_id) if rollback(s, exc) and in_copy else []
-                failed = _relative(root, failed)
-                if failed:
-                    # COPY stops past MAXERROR; keep its rejects visible, like stl_load_errors itself.
+                over = isinstance(exc, _OverTheLimit)
+                rolled_back = rollback(s, exc)
+                failed = _relative(root, self._session_load_errors(s, last_copy_id)) if rolled_back and in_copy else []
+                if failed or (over and rolled_back):
+                    # Keep the failed load's rejects visible (its earlier COPYs' too, as the embedded
+                    # engine does), like stl_load_errors itself; the table is untouched.
                     s.execute("BEGIN")
-                    self._record(s, table, unit_key, 0, failed, load_id, files_row=False)
+                    for unit, group in _by_unit(rejects + [(unit_key, e) for e in failed]):
+                        self._record(s, table, unit, 0, group, load_id, files_row=False)
                     s.execute("COMMIT")
-                    first = failed[0]
+                    first = (failed or [e for _, e in rejects])[0]
+                    how = ("a COPY rejected more than" if failed else
+                           f"the load's COPYs rejected {len(rejects)} records together, more than")
                     raise TooManyLoadErrors(
-                        f"{table.name}: COPY rejected more than SPARKIFY_MAX_ERRORS={self.max_errors} records; "
+                        f"{table.name}: {how} SPARKIFY_MAX_ERRORS={self.max_errors}; "
                         f"nothing was loaded. First bad record: {first[0]} line {first[1]} column {first[2]}: "
                         f"{first[3]}. All rejects are in the load_errors table."
-                    ) from exc
+                    ) from (None if over else exc)
                 raise
             s.execute("COMMIT")
         report.seconds = time.monotonic() - started
@@ -455,9 +481,22 @@ class RedshiftWarehouse(Warehouse):
             )
 
 
+class _OverTheLimit(Exception):
+    """The load's COPYs together rejected more records than SPARKIFY_MAX_ERRORS."""
+
+
+def _by_unit(rejects: list[tuple[str, tuple]]) -> list[tuple[str, list[tuple]]]:
+    groups: dict[str, list[tuple]] = {}
+    for unit, reject in rejects:
+        groups.setdefault(unit, []).append(reject)
+    return list(groups.items())
+
+
 def _relative(root: str, errors: list[tuple]) -> list[tuple]:
-    """Rejects with the file's key relative to the data root (stl_load_errors has the full URL)."""
-    return [(e[0][len(root):] if e[0] and e[0].startswith(root) else e[0], *e[1:]) for e in errors]
+    """Rejects as the embedded engine records them: the file's key relative to the data root
+    (stl_load_errors has the full URL) and no column when none is named (a CHAR column, blank)."""
+    return [(e[0][len(root):] if e[0] and e[0].startswith(root) else e[0], e[1], e[2] or None, *e[3:])
+            for e in errors]
 
 
 def _connect_error(exc: Exception, password: str) -> str:

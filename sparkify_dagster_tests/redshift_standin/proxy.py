@@ -320,6 +320,9 @@ class _Session(threading.Thread):
         if prepared is None:
             return pgwire.message(b"B", body)  # PostgreSQL reports the unknown statement
         self._log("execute", prepared.sql, "")
+        delay = self.standin.statement_delay(prepared.sql)
+        if delay and self.pending == 0 and not self.unsynced:
+            self._hold(delay)
         if prepared.kind == "truncate":
             self._commit_before_truncate()
         if prepared.kind != "copy":
@@ -396,6 +399,19 @@ class _Session(threading.Thread):
         if not payload["failed"]:
             self.copy_tags.append(len(payload["rows"]))
         return payload
+
+    def _hold(self, seconds: float) -> None:
+        """Keep the client's backend busy (pg_sleep, in its transaction) before its statement runs, so a
+        test can terminate the session mid-transaction. An error (the session terminated) reaches the
+        client as the server sent it; the client's own messages then find the session gone."""
+        self._to_backend(pgwire.query_message(f"SELECT pg_sleep({float(seconds)})"))
+        while True:
+            kind, body = pgwire.read_message(self.backend)
+            if kind == b"E":
+                self.client.sendall(pgwire.message(kind, _redshift_error(body)))
+            elif kind == b"Z":
+                self.txn_status = body[:1]
+                return
 
     def _inject(self, sql: str) -> tuple[list[list[str | None]], dict | None]:
         """Run a simple query on the client's backend; its whole response is swallowed."""

@@ -74,6 +74,9 @@ class RedshiftStandin:
         self.check_bucket_region = check_bucket_region
         self.region = region
         self.copy_delay_seconds = copy_delay_seconds
+        # (text, seconds): a statement containing the text waits that long in the server first (pg_sleep
+        # in the client's session and transaction), so a test can terminate it mid-transaction.
+        self.statement_delays: list[tuple[str, float]] = []
         self.aws_access_key_id, self.aws_secret_access_key = aws_access_key_id, aws_secret_access_key
         self.host = "127.0.0.1"
         self.cluster = cluster or PostgresCluster()
@@ -177,6 +180,10 @@ class RedshiftStandin:
                                cluster_region=self.region)
 
     # --- helpers for tests --------------------------------------------------------------------
+
+    def statement_delay(self, sql: str) -> float:
+        """Seconds to hold the session before a statement containing a text in ``statement_delays``."""
+        return max((seconds for text, seconds in list(self.statement_delays) if text in sql), default=0.0)
 
     def admin(self, sql: str) -> list[tuple]:
         """Superuser SQL in the stand-in's database (unix socket, not through the proxy, not logged)."""
