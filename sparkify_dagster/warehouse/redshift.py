@@ -194,12 +194,18 @@ class RedshiftError(Exception):
     """A statement failed on Redshift: the server's message and SQLSTATE, and which statement it was."""
 
 
+def _fields(exc: BaseException) -> dict:
+    """The protocol's error fields (S severity, C SQLSTATE, M message…) a redshift-connector error
+    carries as its argument; empty for other errors."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+
+
 def server_message(exc: BaseException) -> str:
     """The server's own words from a redshift-connector error (its args hold the protocol's fields)."""
     import redshift_connector
 
-    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
-    if fields and fields.get("M"):
+    fields = _fields(exc)
+    if fields.get("M"):
         return f"{fields['M']} (SQLSTATE {fields.get('C', '?')})"
     text = str(exc).strip()
     text = text.splitlines()[0] if text else type(exc).__name__
@@ -224,17 +230,14 @@ class _RedshiftSession:
                 return [tuple(r) for r in cur.fetchall()] if cur.description else []
             finally:
                 _close(cur)
-        except OSError as exc:  # the socket itself (reset, closed, TLS EOF): the session is gone
-            self.broken = True
-            statement = " ".join(sql.split())[:160]
-            raise RedshiftError(f"Redshift: the connection was lost ({type(exc).__name__}: {exc}); "
-                                f"statement: {statement}") from exc
-        except redshift_connector.Error as exc:
-            fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-            # A FATAL error ends the session (e.g. terminated by an administrator): not reusable.
-            self.broken = self.broken or isinstance(exc, redshift_connector.InterfaceError) or fields.get("S") == "FATAL"
-            statement = " ".join(sql.split())[:160]
-            raise RedshiftError(f"Redshift: {server_message(exc)}; statement: {statement}") from exc
+        except (OSError, redshift_connector.Error) as exc:
+            # The socket itself failing (reset, closed, TLS EOF), the driver losing it, or a FATAL error
+            # (e.g. the session terminated by an administrator) ends the session: not reusable.
+            lost = isinstance(exc, (OSError, redshift_connector.InterfaceError))
+            self.broken = self.broken or lost or _fields(exc).get("S") == "FATAL"
+            why = (f"the connection was lost ({type(exc).__name__}: {exc})" if isinstance(exc, OSError)
+                   else server_message(exc))
+            raise RedshiftError(f"Redshift: {why}; statement: {' '.join(sql.split())[:160]}") from exc
 
 
 class RedshiftWarehouse(Warehouse):
@@ -502,7 +505,7 @@ def _relative(root: str, errors: list[tuple]) -> list[tuple]:
 def _connect_error(exc: Exception, password: str) -> str:
     """One line for a failed connection: the server's message, or the socket error the driver wraps."""
     cause = exc.__cause__ or exc.__context__
-    if isinstance(cause, OSError) and not isinstance(exc.args[0] if exc.args else None, dict):
+    if isinstance(cause, OSError) and not _fields(exc):
         return f"{type(exc).__name__}: {_scrub(str(cause), password)}"
     return f"{type(exc).__name__}: {_scrub(server_message(exc), password)}"
 
