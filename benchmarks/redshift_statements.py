@@ -26,18 +26,16 @@ from moto.server import ThreadedMotoServer  # noqa: E402
 
 from sparkify_dagster_tests.conftest import upload_tree  # noqa: E402
 from sparkify_dagster_tests.redshift_standin import RedshiftStandin  # noqa: E402
-from sparkify_dagster_tests.redshift_wire import redshift_env, s3_client  # noqa: E402
+from sparkify_dagster_tests.redshift_wire import redshift_env, run_statements, s3_client  # noqa: E402
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 BUCKET = "sparkify-bench"
 
 
 def _cost(standin: RedshiftStandin) -> dict[str, int]:
-    user = standin.env()["REDSHIFT_USER"]
-    numbers = {c["connection"] for c in standin.statements.connections if c["user"] == user}
-    sqls = [e.sql.lstrip().upper() for e in list(standin.statements.entries)
-            if e.connection in numbers and e.event in ("execute", "query")]
-    return {"connections": len(numbers), "statements": len(sqls),
+    connections, executed = run_statements(standin)
+    sqls = [sql.lstrip().upper() for sql in executed]
+    return {"connections": connections, "statements": len(sqls),
             "create table": sum(s.startswith("CREATE TABLE") for s in sqls),
             "copy": sum(s.startswith("COPY") for s in sqls), "lock": sum(s.startswith("LOCK") for s in sqls)}
 

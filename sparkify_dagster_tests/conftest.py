@@ -11,7 +11,7 @@ import pytest
 
 from sparkify_dagster.catalog import ALL_TABLES
 from sparkify_dagster.definitions import build_defs
-from sparkify_dagster.source import LocalFolderSource
+from sparkify_dagster.source import LocalFolderSource, RawDataSource
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 # The Redshift stand-in (PostgreSQL behind a TLS proxy), for the tests marked redshift_standin.
 from sparkify_dagster_tests.redshift_standin.fixtures import redshift_standin  # noqa: F401
@@ -48,12 +48,13 @@ def write_song(root: Path, record: dict, track_id: str | None = None) -> Path:
     return path
 
 
-def materialize_all(data_dir: Path, db_path: Path, *, max_errors: int = 10, raise_on_error: bool = True):
-    """Materialize every asset (and run every check) of the real definitions against a folder and a file."""
+def materialize_all(data: Path | RawDataSource, db_path: Path, *, max_errors: int = 10, raise_on_error: bool = True):
+    """Materialize every asset (and run every check) of the real definitions against a raw-data source
+    (a folder, or any source such as an S3Source) and a DuckDB file."""
     defs = build_defs("duckdb")
     resources = {
         "warehouse": DuckDBWarehouse(path=str(db_path), max_errors=max_errors),
-        "raw_data": LocalFolderSource(root=str(data_dir)),
+        "raw_data": data if isinstance(data, RawDataSource) else LocalFolderSource(root=str(data)),
     }
     assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
     return dg.materialize(

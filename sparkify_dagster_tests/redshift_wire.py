@@ -16,17 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import dagster as dg
 import duckdb
-import redshift_connector
 from dagster_aws.s3 import S3Resource
 
 from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES
-from sparkify_dagster.definitions import build_defs
 from sparkify_dagster.source import S3Source
 from sparkify_dagster.warehouse.dialect import relation
-from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+from sparkify_dagster_tests.conftest import materialize_all
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -79,16 +76,9 @@ def materialize(env: dict, *extra: str) -> subprocess.CompletedProcess:
     return dagster(["asset", "materialize", "-m", "sparkify_dagster", "--select", "*", *extra], env)
 
 
-def connect(standin: Any) -> Any:
-    """A redshift-connector connection to the stand-in, as the project's user (TLS, the stand-in's CA)."""
-    env = standin.env()
-    return redshift_connector.connect(host=env["REDSHIFT_HOST"], port=int(env["REDSHIFT_PORT"]),
-                                      database=env["REDSHIFT_DB"], user=env["REDSHIFT_USER"],
-                                      password=env["REDSHIFT_PASSWORD"])
-
-
 def query(standin: Any, sql: str) -> list[tuple]:
-    conn = connect(standin)
+    """Rows of ``sql``, as the project's user over TLS."""
+    conn = standin.connect()
     try:
         conn.autocommit = True
         cur = conn.cursor()
@@ -113,6 +103,14 @@ def _rows(rows: list[tuple]) -> list[tuple]:
     return sorted((tuple(_normal(v) for v in r) for r in rows), key=repr)
 
 
+def run_statements(standin: Any) -> tuple[int, list[str]]:
+    """Connections the project's user opened, and the statements it executed, since the last clear()."""
+    user = standin.env()["REDSHIFT_USER"]
+    numbers = {c["connection"] for c in standin.statements.connections if c["user"] == user}
+    return len(numbers), [e.sql for e in list(standin.statements.entries)
+                          if e.connection in numbers and e.event in ("execute", "query")]
+
+
 def redshift_tables(standin: Any) -> dict[str, list[tuple]]:
     out = {name: _rows(query(standin, f"SELECT {', '.join(cols)} FROM {name}")) for name, cols in COMPARED.items()}
     out["load_errors"] = _rows(query(standin, REJECTS))
@@ -131,13 +129,9 @@ def duckdb_tables(db: Path) -> dict[str, list[tuple]]:
 
 def build_embedded(db: Path, data_uri: str, s3_endpoint: str, max_errors: int = 10) -> None:
     """Materialize every asset on the embedded engine from the same S3 prefix (same ETags)."""
-    defs = build_defs("duckdb")
-    assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
     source = S3Source(uri=data_uri, s3=S3Resource(endpoint_url=s3_endpoint, region_name=REGION,
                                                    aws_access_key_id="testing", aws_secret_access_key="testing"))
-    dg.materialize(list(defs.assets), resources={"warehouse": DuckDBWarehouse(path=str(db), max_errors=max_errors),
-                                                 "raw_data": source},
-                   selection=dg.AssetSelection.assets(*assets))
+    materialize_all(source, db, max_errors=max_errors)
 
 
 def assert_same_tables(got: dict, want: dict) -> None:

@@ -33,6 +33,7 @@ from sparkify_dagster_tests.redshift_wire import (
     query,
     redshift_env,
     redshift_tables,
+    run_statements,
     s3_client,
 )
 
@@ -78,15 +79,6 @@ def _log_day_copy(src: Path, dst: Path, keep: set[str]) -> None:
         n for n in names if n.endswith("-events.json") and n[:10] not in keep])
 
 
-def _run_cost(standin) -> tuple[int, list[str]]:
-    """Connections the project's user opened, and the statements it executed, since the last clear()."""
-    user = standin.env()["REDSHIFT_USER"]
-    connections = [c for c in standin.statements.connections if c["user"] == user]
-    numbers = {c["connection"] for c in connections}
-    return len(connections), [e.sql for e in list(standin.statements.entries)
-                              if e.connection in numbers and e.event in ("execute", "query")]
-
-
 # ------------------------------------------------------------------ the whole graph, equal to DuckDB
 @requires_real_sample
 def test_the_real_sample_over_the_wire_equals_the_embedded_engine_then_a_new_day(standin, aws, tmp_path, request):
@@ -99,13 +91,13 @@ def test_the_real_sample_over_the_wire_equals_the_embedded_engine_then_a_new_day
 
     standin.statements.clear()
     _ok(materialize(env))
-    connections, run_statements = _run_cost(standin)
+    connections, executed = run_statements(standin)
     build_embedded(tmp_path / "first.duckdb", data_uri, aws["endpoint"])
     got, want = redshift_tables(standin), duckdb_tables(tmp_path / "first.duckdb")
     assert len(want["staging_events"]) > 7000 and len(want["songplays"]) > 6000
     assert_same_tables(got, want)
     # One run: a connection or two (the staging loads run side by side), DDL only for missing tables.
-    creates = [sql for sql in run_statements if sql.lstrip().upper().startswith("CREATE TABLE")]
+    creates = [sql for sql in executed if sql.lstrip().upper().startswith("CREATE TABLE")]
     assert connections <= 3, f"{connections} connections in one run"
     assert len(creates) == 9 + 7, creates  # 9 warehouse tables + 7 analytics tables, once each
 
@@ -113,9 +105,9 @@ def test_the_real_sample_over_the_wire_equals_the_embedded_engine_then_a_new_day
     upload_tree(aws["s3"], BUCKET, REAL_SAMPLE, prefix)
     standin.statements.clear()
     _ok(materialize(env))
-    connections, run_statements = _run_cost(standin)
+    connections, executed = run_statements(standin)
     assert connections <= 3
-    assert not [sql for sql in run_statements if sql.lstrip().upper().startswith(("CREATE TABLE", "CREATE SCHEMA"))]
+    assert not [sql for sql in executed if sql.lstrip().upper().startswith(("CREATE TABLE", "CREATE SCHEMA"))]
     build_embedded(tmp_path / "all.duckdb", data_uri, aws["endpoint"])
     got, want = redshift_tables(standin), duckdb_tables(tmp_path / "all.duckdb")
     assert len(got["loaded_files(events)"]) == len(days)

@@ -41,11 +41,7 @@ def source() -> S3Source:
 
 
 def run(db, raw_source):
-    defs = build_defs("duckdb")
-    assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
-    return dg.materialize(list(defs.assets),
-                          resources={"warehouse": DuckDBWarehouse(path=str(db)), "raw_data": raw_source},
-                          selection=dg.AssetSelection.assets(*assets))
+    return materialize_all(raw_source, db)
 
 
 def rows(db, sql):
