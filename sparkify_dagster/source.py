@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 import dagster as dg
 
+from sparkify_dagster.jsonpath import parse_jsonpath
+
 SAMPLE_DATA_DIR = Path(__file__).parent / "sample_data"
 SONG_PREFIX = "song_data/"
 LOG_PREFIX = "log_data/"
@@ -146,11 +148,9 @@ def parse_jsonpaths(data: bytes) -> list[str]:
             f"{JSONPATHS_KEY} has {count} paths; staging_events needs {len(DEFAULT_EVENT_JSONPATHS)} "
             f"(one per column, in column order)."
         )
-    from sparkify_dagster.warehouse.json_loader import jsonpath_to_duckdb
-
     for number, path in enumerate(paths, start=1):
         try:
-            jsonpath_to_duckdb(path)
+            parse_jsonpath(path)
         except ValueError as exc:
             raise SourceError(f"{JSONPATHS_KEY}: path {number} is not supported: {exc}") from None
     return paths

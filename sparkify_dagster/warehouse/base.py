@@ -57,31 +57,6 @@ class LoadReport:
         self.records_rejected += rejected
 
 
-@dataclass
-class LoadPlan:
-    """Which files a staging load reads, and whose rows it removes first (changed or vanished files)."""
-
-    to_load: list
-    stale_keys: list[str]
-    unchanged: int
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.to_load and not self.stale_keys
-
-
-def plan_load(loaded: dict[str, str], files: Sequence[Any], *, full_refresh: bool = False,
-              reload_keys: set[str] | frozenset[str] = frozenset()) -> LoadPlan:
-    """Compare the raw files with the load manifest (key -> version): load new/changed, drop vanished."""
-    current = {f.key: f for f in files}
-    if full_refresh:
-        return LoadPlan(list(files), sorted(set(loaded) | set(current)), 0)
-    to_load = [f for f in files if loaded.get(f.key) != f.version or f.key in reload_keys]
-    vanished = sorted(set(loaded) - set(current))
-    stale = sorted({f.key for f in to_load if f.key in loaded} | set(vanished))
-    return LoadPlan(to_load, stale, len(files) - len(to_load))
-
-
 def rollback(s: Session, cause: BaseException) -> bool:
     """ROLLBACK after ``cause``; True if it ran. When the connection is gone the server discards the
     open transaction anyway, so a failing ROLLBACK must not replace the error that caused it."""

@@ -18,7 +18,8 @@ from pydantic import PrivateAttr
 from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, Table
 from sparkify_dagster.source import LocalFolderSource
 from sparkify_dagster.warehouse import json_loader
-from sparkify_dagster.warehouse.base import LoadReport, TooManyLoadErrors, Warehouse, plan_load, rollback
+from sparkify_dagster.warehouse.base import LoadReport, TooManyLoadErrors, Warehouse, rollback
+from sparkify_dagster.warehouse.planning import plan_load
 from sparkify_dagster.warehouse.dialect import Dialect, DuckDBDialect, quote_ident, quote_literal
 
 _LOCK_MESSAGES = ("Could not set lock", "Conflicting lock")

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sparkify_dagster.catalog import Column, Table
+from sparkify_dagster.jsonpath import parse_jsonpath
 from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal
 
 BOM = b"\xef\xbb\xbf"
@@ -170,29 +171,9 @@ def iter_batches(files: Sequence, batch_bytes: int | None = None, max_files: int
 
 # --- typing stage --------------------------------------------------------------------------------
 
-_PATH_PART = re.compile(r"""\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(\d+)\s*\]""")
-
-
 def jsonpath_to_duckdb(path: str) -> str:
-    """Translate a Redshift JSONPaths expression ($['a'], $.a, $['a'][0]) to a DuckDB JSON path."""
-    if not path.startswith("$"):
-        raise ValueError(f"JSONPath must start with $: {path!r}")
-    out, pos = "$", 1
-    while pos < len(path):
-        m = _PATH_PART.match(path, pos)
-        if not m:
-            raise ValueError(f"unsupported JSONPath {path!r} at position {pos}")
-        key = m.group(1) if m.group(1) is not None else m.group(2) if m.group(2) is not None else m.group(3)
-        if key is not None:
-            if '"' in key:
-                raise ValueError(f"unsupported JSONPath key with a double quote: {path!r}")
-            out += f'."{key}"'
-        else:
-            out += f"[{m.group(4)}]"
-        pos = m.end()
-    if out == "$":
-        raise ValueError(f"JSONPath selects the whole record: {path!r}")
-    return out
+    """A Redshift JSONPaths expression ($['a'], $.a, $['a'][0]) in DuckDB's JSON path syntax."""
+    return "$" + "".join(f"[{step}]" if isinstance(step, int) else f'."{step}"' for step in parse_jsonpath(path))
 
 
 # What DuckDB's JSON parser accepts beyond JSON: a trailing comma, NaN, Infinity. A record that
