@@ -24,7 +24,6 @@ from pathlib import Path
 
 import duckdb
 
-STAR_ORDER = ("users", "songs", "artists", "songplays", "time")
 _DUCKDB_TYPES = {"integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE"}
 
 
@@ -50,11 +49,15 @@ def _event_keys(root: Path, parse_jsonpaths, default: list[str]) -> list[str]:
 
 def write_plan(root: Path) -> dict:
     """Every statement the floor runs, rendered by the project's own code (imports the project)."""
-    from sparkify_dagster.assets.analytics import ANALYSES, analytics_sql, create_statements
-    from sparkify_dagster.catalog import ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, TABLES
+    from sparkify_dagster.assets.analytics import ANALYSES, create_statements
+    from sparkify_dagster.catalog import BOOKKEEPING_TABLES, STAGING_EVENTS, STAGING_SONGS, STAGING_TABLES, TABLES
+    from sparkify_dagster.cli.sql import star_order
     from sparkify_dagster.source import DEFAULT_EVENT_JSONPATHS, parse_jsonpaths
-    from sparkify_dagster.transforms import transform_sql
     from sparkify_dagster.warehouse.dialect import DuckDBDialect, quote_ident, relation, replace_statements
+    from sparkify_dagster.warehouse.transforms import render
+
+    # The floor's own tables: staging, star and the load bookkeeping (no star_sources: it never updates).
+    tables = [*STAGING_TABLES, *(TABLES[name] for name in star_order()), *BOOKKEEPING_TABLES]
 
     dialect = DuckDBDialect()
 
@@ -67,17 +70,17 @@ def write_plan(root: Path) -> dict:
             "types": {k: _json_type(c.type) for k, c in zip(keys, columns)},
         }
 
-    ddl = [dialect.create_table(t) for t in ALL_TABLES]
+    ddl = [dialect.create_table(t) for t in tables]
     for a in ANALYSES:
-        ddl += [s for s in create_statements(a.table, dialect) if s not in ddl]
-    steps = [(name, replace_statements(TABLES[name], transform_sql(name, dialect))) for name in STAR_ORDER]
-    steps += [(a.name, replace_statements(a.table, analytics_sql(a.name, dialect))) for a in ANALYSES]
+        ddl += [s for s in create_statements(a, dialect) if s not in ddl]
+    steps = [(t.name, replace_statements(t, render(t, dialect))) for t in tables if t.sql_file]
+    steps += [(a.name, replace_statements(a, render(a, dialect))) for a in ANALYSES]
     return {
         "ddl": ddl,
         "staging_events": staging(STAGING_EVENTS, _event_keys(root, parse_jsonpaths, list(DEFAULT_EVENT_JSONPATHS))),
         "staging_songs": staging(STAGING_SONGS, [c.name for c in STAGING_SONGS.columns if c.name != "source_file"]),
         "steps": steps,
-        "counted": [quote_ident(t.name) for t in ALL_TABLES] + [relation(a.table) for a in ANALYSES],
+        "counted": [quote_ident(t.name) for t in tables] + [relation(a) for a in ANALYSES],
     }
 
 

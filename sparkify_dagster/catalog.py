@@ -1,13 +1,35 @@
-"""Every warehouse table once: columns, types, keys, descriptions and Redshift physical design.
+"""Every warehouse table once: what it holds, how it is built, how it is kept up to date, what checks it.
+
+One ``Table`` record per table (staging, star, analytics, bookkeeping). Everything else derives from
+it: the DDL of both engines and the ``sparkify-sql`` script, the assets and their dependencies (so
+Dagster's asset graph, which gives every order and every "what is downstream"), the column schema in
+the UI, the checks (primary key, required columns, accepted values, foreign keys, staging counts),
+the incremental update rule, previews and charts. A star or analytics table's transform is its one
+SQL file (``sql_file``), rendered for each engine by ``warehouse/transforms.py``.
 
 Types are logical (``varchar(n)``, ``integer``, ``bigint``, ``double``, ``timestamp``); each
-engine's dialect renders them (see ``warehouse/base.py``). ``varchar(n)`` counts bytes, as on
+engine's dialect renders them (``warehouse/dialect.py``). ``varchar(n)`` counts bytes, as on
 Redshift, and the embedded loader rejects longer values instead of truncating them.
+
+Plain data, no imports from the rest of the package: every layer may read it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Layer(str, Enum):
+    """Where a table sits in the warehouse (its asset group, and which rules apply to it)."""
+
+    STAGING = "staging"  # raw records as loaded by COPY, one row per record
+    STAR = "star"  # the star schema, built by its SQL file from staging (and other star tables)
+    ANALYTICS = "analytics"  # small summaries of the star schema, in their own schema, with a chart
+    BOOKKEEPING = "bookkeeping"  # what was loaded and what was rejected, file by file
+    # What the engine remembers to do less work next time (names the loads, so it differs between
+    # two warehouses holding the same data; never compared).
+    STATE = "state"
 
 
 @dataclass(frozen=True)
@@ -16,6 +38,8 @@ class Column:
     type: str
     description: str
     not_null: bool = False
+    # Values the column may hold (a null is a violation too): checked by an asset check.
+    accepted_values: tuple[str, ...] = ()
 
     @property
     def max_bytes(self) -> int | None:
@@ -26,17 +50,80 @@ class Column:
 
 
 @dataclass(frozen=True)
+class RawInput:
+    """Where a staging table's records come from (its raw asset is its ``built_from``), and how COPY
+    maps them onto its columns."""
+
+    prefix: str  # its prefix under the data root, ending with '/'
+    # Mapped by the JSONPaths file (log_json_path.json, by position), else by column name ('auto').
+    jsonpaths: bool
+    # One COPY per raw file (a day of events: each row keeps its file), else one COPY of a manifest
+    # of every file (a song per file: thousands of tiny files in one statement).
+    copy_per_file: bool
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """Rebuilt in full from its SQL file; with ``skip_unchanged``, left as it is when the raw files
+    it is built from (and its row count) are those of its last build."""
+
+    skip_unchanged: bool = True
+
+
+@dataclass(frozen=True)
+class ReplaceKeys:
+    """When only new log files arrived: replace just the rows of the keys those files hold, built by
+    the same SQL restricted to them (its ``affected`` relation: distinct ``key`` columns of
+    staging_events), over every copy in staging, so the result equals a full rebuild. Anything else
+    (a file changed or gone, a song file changed): the full rebuild."""
+
+    key: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One row per distinct ``key`` of table ``of``, its other columns a function of the key alone:
+    once built, only the keys that came or went are added or removed."""
+
+    of: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """An analytics table's bar chart: one bar per row, in the table's order."""
+
+    title: str
+    label: str  # a format string over the row's columns ("{title} — {artist_name}"); null shows as ""
+    value: str = "plays"
+    horizontal: bool = False
+
+    def label_of(self, row: dict) -> str:
+        return self.label.format(**{k: "" if v is None else v for k, v in row.items()}).strip()
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     description: str
     columns: tuple[Column, ...]
+    layer: Layer
+    # The assets it is built from: a raw asset for staging, tables for star and analytics. A star
+    # table also waits for the tables its foreign keys name, so their checks see the new state.
+    built_from: tuple[str, ...] = ()
     primary_key: tuple[str, ...] = ()
+    foreign_keys: dict[str, str] = field(default_factory=dict)
     # Redshift physical design (rendered only for Redshift).
     diststyle: str = "AUTO"
     distkey: str | None = None
     sortkey: tuple[str, ...] = ()
-    foreign_keys: dict[str, str] = field(default_factory=dict)
     schema: str | None = None  # None: the warehouse's default schema
+    raw: RawInput | None = None  # staging tables only
+    update: Rebuild | ReplaceKeys | Difference = Rebuild()
+    # Row order of previews and charts ("-name": descending); default: the primary key.
+    order_by: tuple[str, ...] = ()
+    preview_columns: tuple[str, ...] = ()  # default: every column
+    chart: Chart | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -45,15 +132,40 @@ class Table:
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
 
+    @property
+    def sql_file(self) -> str | None:
+        """Its transform under sql/ (star and analytics tables), else None."""
+        if self.layer is Layer.STAR:
+            return f"{self.name}.sql"
+        if self.layer is Layer.ANALYTICS:
+            return f"analytics_{self.name}.sql"
+        return None
+
+    @property
+    def row_order(self) -> tuple[str, ...]:
+        return self.order_by or self.primary_key
+
+    @property
+    def copied_columns(self) -> list[Column]:
+        """The columns a COPY fills (a staging table's source_file is the load's own)."""
+        return [c for c in self.columns if c.name != "source_file"]
+
 
 def _cols(*specs: tuple) -> tuple[Column, ...]:
-    return tuple(Column(*spec) for spec in specs)
+    return tuple(c if isinstance(c, Column) else Column(*c) for c in specs)
 
 
 # Staging columns follow log_json_path.json position by position (COPY maps JSONPaths by position).
 STAGING_EVENTS = Table(
     name="staging_events",
     description="One row per JSON record of the daily event logs, as loaded (COPY semantics).",
+    layer=Layer.STAGING,
+    built_from=("log_data",),
+    raw=RawInput(prefix="log_data/", jsonpaths=True, copy_per_file=True),
+    # Staging has no key: previews go by file, then time and position.
+    order_by=("source_file", "ts", "session_id", "item_in_session"),
+    preview_columns=("source_file", "ts", "user_id", "level", "page", "song", "artist", "length",
+                     "session_id", "item_in_session"),
     columns=_cols(
         ("artist", "varchar(512)", "Artist name as logged (NextSong events only)."),
         ("auth", "varchar(32)", "Logged In / Logged Out / Guest / Cancelled."),
@@ -80,6 +192,11 @@ STAGING_EVENTS = Table(
 STAGING_SONGS = Table(
     name="staging_songs",
     description="One row per song record of song_data, as loaded (COPY semantics).",
+    layer=Layer.STAGING,
+    built_from=("song_data",),
+    raw=RawInput(prefix="song_data/", jsonpaths=False, copy_per_file=False),
+    order_by=("source_file", "song_id"),
+    preview_columns=("source_file", "song_id", "title", "artist_id", "artist_name", "duration", "year"),
     columns=_cols(
         ("num_songs", "integer", "Always 1 in the Million Song Dataset subset."),
         ("artist_id", "varchar(32)", "Artist identifier."),
@@ -99,11 +216,15 @@ STAGING_SONGS = Table(
 SONGPLAYS = Table(
     name="songplays",
     description="Fact: one row per song play (NextSong event of a logged-in user).",
+    layer=Layer.STAR,
+    built_from=("staging_events", "staging_songs", "users", "songs", "artists"),
+    # The rows of a new log file's events: songplay_id is the md5 of this key (sql/songplays.sql).
+    update=ReplaceKeys(key=("user_id", "session_id", "item_in_session")),
     columns=_cols(
         ("songplay_id", "varchar(32)", "md5 of user_id|session_id|item_in_session: stable across reloads.", True),
         ("start_time", "timestamp", "Play time, UTC, millisecond precision.", True),
         ("user_id", "varchar(64)", "User who played the song.", True),
-        ("level", "varchar(16)", "User's level at the time of the play."),
+        Column("level", "varchar(16)", "User's level at the time of the play.", accepted_values=("free", "paid")),
         ("song_id", "varchar(32)", "Matched song (title, artist and duration within 0.01 s), else null."),
         ("artist_id", "varchar(32)", "Artist of the matched song, else null."),
         ("session_id", "bigint", "Session identifier."),
@@ -120,12 +241,15 @@ SONGPLAYS = Table(
 USERS = Table(
     name="users",
     description="Dimension: one row per user id seen in any event, attributes from the latest event.",
+    layer=Layer.STAR,
+    built_from=("staging_events",),
+    update=ReplaceKeys(key=("user_id",)),
     columns=_cols(
         ("user_id", "varchar(64)", "User id (a string in the logs).", True),
         ("first_name", "varchar(256)", "First name on the user's latest event."),
         ("last_name", "varchar(256)", "Last name on the user's latest event."),
         ("gender", "varchar(8)", "Gender on the user's latest event."),
-        ("level", "varchar(16)", "Level (free/paid) on the user's latest event."),
+        Column("level", "varchar(16)", "Level (free/paid) on the user's latest event.", accepted_values=("free", "paid")),
     ),
     primary_key=("user_id",),
     diststyle="ALL",
@@ -135,6 +259,8 @@ USERS = Table(
 SONGS = Table(
     name="songs",
     description="Dimension: one row per song_id of song_data.",
+    layer=Layer.STAR,
+    built_from=("staging_songs",),
     columns=_cols(
         ("song_id", "varchar(32)", "Song identifier.", True),
         ("title", "varchar(512)", "Song title."),
@@ -151,6 +277,8 @@ SONGS = Table(
 ARTISTS = Table(
     name="artists",
     description="Dimension: one row per artist_id; attributes from its most-used name's first song.",
+    layer=Layer.STAR,
+    built_from=("staging_songs",),
     columns=_cols(
         ("artist_id", "varchar(32)", "Artist identifier.", True),
         ("name", "varchar(512)", "The name on most of the artist's songs (ties: smallest name)."),
@@ -166,6 +294,9 @@ ARTISTS = Table(
 TIME = Table(
     name="time",
     description="Dimension: one row per distinct songplays.start_time, broken into calendar units.",
+    layer=Layer.STAR,
+    built_from=("songplays",),
+    update=Difference(of="songplays", key="start_time"),
     columns=_cols(
         ("start_time", "timestamp", "Play time, UTC, millisecond precision.", True),
         ("hour", "integer", "Hour of day, 0-23."),
@@ -184,6 +315,7 @@ TIME = Table(
 LOAD_ERRORS = Table(
     name="load_errors",
     description="Rejected raw records, like Redshift's stl_load_errors: file, line, column, reason, raw text.",
+    layer=Layer.BOOKKEEPING,
     columns=_cols(
         ("table_name", "varchar(128)", "Staging table the record was meant for."),
         ("source_file", "varchar(1024)", "Raw file, relative to the data root."),
@@ -201,6 +333,7 @@ LOAD_ERRORS = Table(
 LOADED_FILES = Table(
     name="loaded_files",
     description="The load manifest: one row per raw file in a staging table, its version and record counts.",
+    layer=Layer.BOOKKEEPING,
     columns=_cols(
         ("table_name", "varchar(128)", "Staging table."),
         ("source_file", "varchar(1024)",
@@ -215,8 +348,149 @@ LOADED_FILES = Table(
     diststyle="ALL",
 )
 
-STAGING_TABLES = (STAGING_EVENTS, STAGING_SONGS)
-STAR_TABLES = (SONGPLAYS, USERS, SONGS, ARTISTS, TIME)
-BOOKKEEPING_TABLES = (LOAD_ERRORS, LOADED_FILES)
+STAR_SOURCES = Table(
+    name="star_sources",
+    description="What each star table was last built from: its log files (version@load), a digest of the "
+                "song files' manifest and its row count; the incremental star update compares it with "
+                "loaded_files.",
+    layer=Layer.STATE,
+    columns=_cols(
+        ("table_name", "varchar(128)", "Star table.", True),
+        ("source_file", "varchar(1024)",
+         "A log file it was built from, or a mark: #staging_songs (the song manifest), #rows (its row count).",
+         True),
+        ("file_version", "varchar(256)", "The file's version@load when built; the digest or count for a mark."),
+    ),
+    diststyle="ALL",
+)
+
+
+# --- analytics: small tables of the star schema, in their own schema, each with a chart -----------
+
+ANALYTICS_SCHEMA = "analytics"
+TOP_N = 10
+PLATFORMS = ("Windows", "Mac", "Linux", "iPhone", "iPad", "Android", "Other")
+WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+# What every SQL template may read besides ref() and the dialect.
+TEMPLATE_PARAMETERS = {"top_n": TOP_N, "platforms": PLATFORMS, "weekday_names": WEEKDAY_NAMES}
+
+_RANK = Column("play_rank", "integer", f"Rank by plays, 1 = most played (ties broken by id); at most {TOP_N}.",
+               True)
+_PLAYS = Column("plays", "bigint", "Number of songplays.", True)
+_LISTENERS = Column("listeners", "bigint", "Distinct users among those songplays.", True)
+_SHARE = Column("share_pct", "double", "Percent of all songplays (0 when there are none).", True)
+
+
+def _analytics(name: str, description: str, columns: tuple[Column, ...], key: str, built_from: tuple[str, ...],
+               chart: Chart, order_by: tuple[str, ...] = ()) -> Table:
+    # Small tables, always rebuilt: a full copy on every Redshift node, sorted by their key.
+    return Table(name=name, description=description, columns=columns, layer=Layer.ANALYTICS,
+                 built_from=built_from, primary_key=(key,), diststyle="ALL", sortkey=(key,),
+                 schema=ANALYTICS_SCHEMA, update=Rebuild(skip_unchanged=False), order_by=order_by, chart=chart)
+
+
+TOP_SONGS = _analytics(
+    "top_songs",
+    f"The {TOP_N} most played songs (songplays matched to a song only); ties: smallest song_id.",
+    _cols(_RANK, ("song_id", "varchar(32)", "Song identifier.", True),
+          ("title", "varchar(512)", "Song title."), ("artist_id", "varchar(32)", "Artist identifier."),
+          ("artist_name", "varchar(512)", "The artist's name (from artists)."), _PLAYS, _LISTENERS),
+    "play_rank", ("songplays", "songs", "artists"),
+    Chart(f"Top {TOP_N} songs by plays", "{title} — {artist_name}", horizontal=True),
+)
+TOP_ARTISTS = _analytics(
+    "top_artists",
+    f"The {TOP_N} most played artists (songplays matched to a song only); ties: smallest artist_id.",
+    _cols(_RANK, ("artist_id", "varchar(32)", "Artist identifier.", True),
+          ("name", "varchar(512)", "The artist's name (from artists)."), _PLAYS,
+          ("songs_played", "bigint", "Distinct songs of the artist that were played.", True), _LISTENERS),
+    "play_rank", ("songplays", "artists"),
+    Chart(f"Top {TOP_N} artists by plays", "{name}", horizontal=True),
+)
+PLAYS_BY_HOUR = _analytics(
+    "plays_by_hour",
+    "Songplays per hour of day (UTC): one row for every hour 0-23, 0 plays when none.",
+    _cols(("hour", "integer", "Hour of day, 0-23, UTC.", True), _PLAYS, _LISTENERS),
+    "hour", ("songplays", "time"),
+    Chart("Plays by hour of day (UTC)", "{hour}"),
+)
+PLAYS_BY_WEEKDAY = _analytics(
+    "plays_by_weekday",
+    "Songplays per day of week (UTC), 0 = Sunday: all seven days, 0 plays when none.",
+    _cols(("weekday", "integer", "Day of week, 0 = Sunday .. 6 = Saturday (as time.weekday).", True),
+          ("day_name", "varchar(16)", "Sunday .. Saturday.", True), _PLAYS, _LISTENERS),
+    "weekday", ("songplays", "time"),
+    Chart("Plays by day of week (UTC)", "{day_name:.3}"),
+)
+PLAYS_BY_LEVEL = _analytics(
+    "plays_by_level",
+    "Free vs paid: songplays by the user's level at the time of the play (both always present).",
+    _cols(("level", "varchar(16)", "free or paid (unknown if a play had no level).", True),
+          _PLAYS, _LISTENERS, _SHARE),
+    "level", ("songplays",),
+    Chart("Plays by subscription level", "{level}"),
+    order_by=("-plays", "level"),
+)
+MOST_ACTIVE_USERS = _analytics(
+    "most_active_users",
+    f"The {TOP_N} users with the most songplays, with their current name and level; ties: smallest user_id.",
+    _cols(_RANK, ("user_id", "varchar(64)", "User id (a string, as in the logs).", True),
+          ("first_name", "varchar(256)", "First name (from users)."),
+          ("last_name", "varchar(256)", "Last name (from users)."),
+          ("level", "varchar(16)", "Current level (from users)."), _PLAYS,
+          ("sessions", "bigint", "Distinct sessions with a songplay.", True)),
+    "play_rank", ("songplays", "users"),
+    Chart(f"Top {TOP_N} users by plays", "{first_name} {last_name} ({user_id})", horizontal=True),
+)
+PLAYS_BY_PLATFORM = _analytics(
+    "plays_by_platform",
+    "Songplays per client platform (Windows, Mac, Linux, iPhone, iPad, Android, Other), parsed "
+    "from the user agent with LIKE patterns; every platform present, 0 plays when none.",
+    _cols(("platform", "varchar(16)", "One of: " + ", ".join(PLATFORMS) + ".", True),
+          _PLAYS, _LISTENERS, _SHARE),
+    "platform", ("songplays",),
+    Chart("Plays by platform (from the user agent)", "{platform}"),
+    order_by=("-plays", "platform"),
+)
+
+
+# --- the catalog ---------------------------------------------------------------------------------
+
+CATALOG: tuple[Table, ...] = (
+    STAGING_EVENTS, STAGING_SONGS, SONGPLAYS, USERS, SONGS, ARTISTS, TIME, LOAD_ERRORS, LOADED_FILES,
+    STAR_SOURCES, TOP_SONGS, TOP_ARTISTS, PLAYS_BY_HOUR, PLAYS_BY_WEEKDAY, PLAYS_BY_LEVEL, MOST_ACTIVE_USERS,
+    PLAYS_BY_PLATFORM,
+)
+TABLES = {t.name: t for t in CATALOG}
+
+
+def tables_of(layer: Layer) -> tuple[Table, ...]:
+    return tuple(t for t in CATALOG if t.layer is layer)
+
+
+STAGING_TABLES = tables_of(Layer.STAGING)
+STAR_TABLES = tables_of(Layer.STAR)
+BOOKKEEPING_TABLES = tables_of(Layer.BOOKKEEPING)  # the load bookkeeping: if its shape changed, staging reloads
+STATE_TABLES = tables_of(Layer.STATE)
+ANALYTICS_TABLES = tables_of(Layer.ANALYTICS)
+# The data of the warehouse's own schema and its load bookkeeping: equal in two warehouses loaded
+# from the same raw files (the analytics tables have their own schema).
 ALL_TABLES = STAGING_TABLES + STAR_TABLES + BOOKKEEPING_TABLES
-TABLES = {t.name: t for t in ALL_TABLES}
+
+
+def staging_sources(table: Table) -> tuple[Table, ...]:
+    """The staging tables ``table`` is built from, directly or through other tables."""
+    upstream = upstream_of(table)
+    return tuple(t for t in STAGING_TABLES if t.name in upstream)
+
+
+def upstream_of(table: Table) -> set[str]:
+    """Every asset ``table`` is built from, directly or through other tables (raw assets included)."""
+    found: set[str] = set()
+    pending = list(table.built_from)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending += TABLES[name].built_from if name in TABLES else ()
+    return found

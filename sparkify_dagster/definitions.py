@@ -20,10 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from sparkify_dagster.assets.analytics import build_analytics_assets
-from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
-from sparkify_dagster.assets.staging import build_staging_assets
-from sparkify_dagster.assets.star import build_star_assets
+from sparkify_dagster.assets import build_assets
 from sparkify_dagster.checks import data_quality_checks_job
 from sparkify_dagster.sensors import (
     daily_refresh_schedule,
@@ -32,6 +29,7 @@ from sparkify_dagster.sensors import (
     new_raw_files_sensor,
 )
 from sparkify_dagster.source import LocalFolderSource, RawDataSource, default_data_uri
+from sparkify_dagster.text import env_region
 from sparkify_dagster.warehouse.duckdb import DEFAULT_MEMORY_LIMIT, DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
 from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, load_settings
@@ -55,10 +53,6 @@ def _max_errors() -> int:
     return value
 
 
-def aws_region() -> str | None:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-
-
 def build_source(data_uri: str) -> RawDataSource:
     """A local folder, or an S3 prefix read through dagster-aws's S3Resource (honours AWS_ENDPOINT_URL)."""
     if data_uri.startswith("s3://"):
@@ -66,7 +60,7 @@ def build_source(data_uri: str) -> RawDataSource:
 
         from sparkify_dagster.source_s3 import S3Source
 
-        return S3Source(uri=data_uri, s3=S3Resource(region_name=aws_region()))
+        return S3Source(uri=data_uri, s3=S3Resource(region_name=env_region()))
     return LocalFolderSource(root=data_uri)
 
 
@@ -104,8 +98,7 @@ def build_defs(target: str | None = None) -> dg.Definitions:
     target = (target or os.environ.get("SPARKIFY_TARGET") or "duckdb").lower()
     resources = build_resources(target)
     engine_kind = resources["warehouse"].kind
-    assets = [SONG_DATA, LOG_DATA, *build_staging_assets(engine_kind), *build_star_assets(engine_kind),
-              build_analytics_assets(engine_kind)]
+    assets = build_assets(engine_kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta in Dagster 1.13
         # Each materializable asset links to the function that builds it ("Source code" in the UI).

@@ -8,20 +8,20 @@ holds every log file's version (ETag on S3) and one digest of the song files, so
 The run itself is incremental (see assets/staging.py): it loads exactly what changed.
 """
 
-import hashlib
 import json
 
 import dagster as dg
 
-from sparkify_dagster.assets.analytics import ANALYSES
+from sparkify_dagster.assets import asset_graph, downstream_of
+from sparkify_dagster.assets.raw import RAW_ASSETS
 from sparkify_dagster.assets.staging import STAGING_STEP, StagingLoadConfig
-from sparkify_dagster.assets.star import STAR_DEPS
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS
 from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource
+from sparkify_dagster.text import digest
 
 LOAD_JOB_NAME = "load_warehouse"
 FULL_REFRESH_JOB_NAME = "full_refresh"
-TABLE_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets("song_data", "log_data")
+TABLE_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets(*(spec.key for spec in RAW_ASSETS))
 
 load_warehouse_job = dg.define_asset_job(
     LOAD_JOB_NAME,
@@ -48,23 +48,6 @@ daily_refresh_schedule = dg.ScheduleDefinition(
 )
 
 
-def downstream_of(table: str) -> list[str]:
-    """The staging table and every star and analytics table built from it, directly or not."""
-    graph = {**STAR_DEPS, **{a.name: list(a.deps) for a in ANALYSES}}
-    found, frontier = {table}, [table]
-    while frontier:
-        current = frontier.pop()
-        for child, parents in graph.items():
-            if current in parents and child not in found:
-                found.add(child)
-                frontier.append(child)
-    return sorted(found)
-
-
-def _digest(pairs: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(sorted(pairs.items())).encode()).hexdigest()
-
-
 @dg.sensor(
     name="new_raw_files",
     job=load_warehouse_job,
@@ -76,15 +59,17 @@ def new_raw_files_sensor(context: dg.SensorEvaluationContext, raw_data: RawDataS
     """Request a load when a log file (or any song file) is new, re-uploaded with new content, or gone."""
     seen = json.loads(context.cursor) if context.cursor else {"logs": {}, "songs": None}
     logs = {f.key: f.version for f in raw_data.list_files(LOG_PREFIX)}
-    songs = _digest({f.key: f.version for f in raw_data.list_files(SONG_PREFIX)})
+    songs = digest({f.key: f.version for f in raw_data.list_files(SONG_PREFIX)})
     changed_logs = sorted(k for k, v in logs.items() if seen["logs"].get(k) != v)
     removed_logs = sorted(set(seen["logs"]) - set(logs))
     songs_changed = songs != seen["songs"]
+    # What to run: the staging table of what changed and every table built from it, by the asset graph.
+    graph = context.repository_def.asset_graph if context.repository_def is not None else asset_graph()
     tables: set[str] = set()
     if changed_logs or removed_logs:
-        tables |= set(downstream_of(STAGING_EVENTS.name))
+        tables |= set(downstream_of(STAGING_EVENTS.name, graph=graph))
     if songs_changed:
-        tables |= set(downstream_of(STAGING_SONGS.name))
+        tables |= set(downstream_of(STAGING_SONGS.name, graph=graph))
     cursor = json.dumps({"logs": logs, "songs": songs}, sort_keys=True)
     if not tables:
         return dg.SensorResult(skip_reason="no new, changed or deleted raw files", cursor=cursor)
@@ -95,7 +80,7 @@ def new_raw_files_sensor(context: dg.SensorEvaluationContext, raw_data: RawDataS
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=_digest({"change": json.dumps(change, sort_keys=True)}),
+                run_key=digest({"change": json.dumps(change, sort_keys=True)}),
                 asset_selection=[dg.AssetKey(t) for t in sorted(tables)],
                 tags={"sparkify/trigger": "new_raw_files"},
             )

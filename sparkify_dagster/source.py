@@ -11,15 +11,17 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import dagster as dg
 
+from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS
 from sparkify_dagster.jsonpath import parse_jsonpath
 
 SAMPLE_DATA_DIR = Path(__file__).parent / "sample_data"
-SONG_PREFIX = "song_data/"
-LOG_PREFIX = "log_data/"
+# The prefixes are the staging tables' raw inputs, declared in the catalog.
+SONG_PREFIX = STAGING_SONGS.raw.prefix
+LOG_PREFIX = STAGING_EVENTS.raw.prefix
 JSONPATHS_KEY = "log_json_path.json"
 
 # The JSONPaths of the public bucket, used when the data root has no log_json_path.json.
@@ -40,7 +42,8 @@ class SourceError(Exception):
 class RawFile(NamedTuple):
     """One raw object: its key relative to the data root, size and a change marker.
 
-    A NamedTuple (immutable, like a frozen dataclass): made 100k times per listing, at a third of the cost."""
+    A NamedTuple (immutable, like a frozen dataclass, and cheaper to make): a listing makes one per
+    song file."""
 
     key: str
     size: int
@@ -63,6 +66,26 @@ class RawDataSource(dg.ConfigurableResource):
         raise NotImplementedError
 
     def event_jsonpaths(self) -> list[str]:
+        raise NotImplementedError
+
+    # What Redshift's COPY needs besides reading: the objects' s3:// URIs, and a place beside them
+    # for its manifests (and the default JSONPaths). Only an S3 source has them.
+
+    def s3_uri(self, key: str) -> str:
+        """The s3:// URI of an object under the data root."""
+        raise SourceError(
+            f"Redshift's COPY reads from S3, and the raw data is at {self.describe()}: set SPARKIFY_DATA_URI "
+            f"to an s3://bucket/prefix URI."
+        )
+
+    def has(self, key: str) -> bool:
+        """Whether an object exists under the data root."""
+        self.s3_uri(key)
+        raise NotImplementedError
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        """Write an object under the data root (COPY manifests); returns its key."""
+        self.s3_uri(key)  # refuses, with the reason, where COPY cannot read
         raise NotImplementedError
 
 
@@ -94,8 +117,8 @@ class LocalFolderSource(RawDataSource):
         folder = base / prefix
         if not folder.is_dir():
             return []
-        # os.scandir of an open folder: each file's stat is relative to it (fstatat), no path to walk:
-        # 100k song files are listed in ~0.45 s (~0.55 s by full path; pathlib per file: seconds).
+        # os.scandir of an open folder: each file's stat is relative to it (fstatat), no path to walk
+        # (faster than by full path, far faster than pathlib per file; figures in benchmarks/README.md).
         found: list[RawFile] = []
         pending = [(str(folder), prefix.rstrip("/"))]
         while pending:
@@ -166,16 +189,6 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
         raise SourceError(f"not an s3://bucket/prefix URI: {uri!r}")
     prefix = (m.group("prefix") or "").strip("/")
     return m.group("bucket"), f"{prefix}/" if prefix else ""
-
-
-def __getattr__(name: str) -> Any:
-    """The S3 source lives in ``source_s3`` (it imports boto3 and dagster-aws, ~0.4 s of every
-    process start): loaded on first use, so a local run never pays for it."""
-    if name in ("S3Source", "s3_error"):
-        from sparkify_dagster import source_s3
-
-        return getattr(source_s3, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_data_uri() -> str:

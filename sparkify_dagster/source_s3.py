@@ -1,7 +1,7 @@
 """Raw data under an S3 prefix, read through dagster-aws's S3Resource (boto3).
 
-Imported on first use (``sparkify_dagster.source.S3Source``), so a run on a local folder does not
-import boto3 and dagster-aws.
+Imported only where the raw data is in S3 (``definitions.build_source``, the Redshift binding,
+``sparkify-sql``), so a run on a local folder does not import boto3 and dagster-aws.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from dagster_aws.s3 import S3Resource
 
 from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES
-from sparkify_dagster.source import S3Source
+from sparkify_dagster.source_s3 import S3Source
 from sparkify_dagster.warehouse.dialect import relation
 from sparkify_dagster_tests.conftest import materialize_all
 
@@ -37,7 +37,7 @@ COMPARED = {
     STAGING_EVENTS.name: [c for c in STAGING_EVENTS.column_names],
     STAGING_SONGS.name: [c for c in STAGING_SONGS.column_names if c != "source_file"],
     **{t.name: list(t.column_names) for t in STAR_TABLES},
-    **{relation(a.table): list(a.table.column_names) for a in ANALYSES},
+    **{relation(a): list(a.column_names) for a in ANALYSES},
 }
 # Rejects: which record of which file (the reason texts are each engine's own, and for invalid UTF-8
 # Redshift names the column while the embedded engine, which rejects such a line before parsing it,

@@ -26,10 +26,10 @@ from sparkify_dagster.assets.charts import HEIGHT_PX, WIDTH_PX, bar_chart, chart
 from sparkify_dagster.catalog import SONGPLAYS, TIME
 from sparkify_dagster.definitions import build_defs
 from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource
-from sparkify_dagster.transforms import transform_sql
+from sparkify_dagster.warehouse import star_update, transforms
 from sparkify_dagster.warehouse import duckdb as duckdb_engine
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
-from sparkify_dagster.warehouse.redshift import RedshiftDialect
+from sparkify_dagster.warehouse.dialect import RedshiftDialect
 
 NAMES = [a.name for a in an.ANALYSES]
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def test_materializations_carry_row_count_schema_table_name_preview_and_a_chart(
                                                 "plays_by_platform": 7}.get(name, an.TOP_N), name
         assert md["dagster/table_name"].value == f"wh.analytics.{name}"
         schema = md["dagster/column_schema"].schema
-        assert [c.name for c in schema.columns] == analysis.table.column_names
+        assert [c.name for c in schema.columns] == analysis.column_names
         assert all(c.description for c in schema.columns)
         preview = md["preview"].value
         assert preview.count("\n") == md["dagster/row_count"].value + 1  # header, rule, one line per row
@@ -216,7 +216,7 @@ def insert_plays(wh, plays):
         for i, (user, level, song, artist, hours, agent) in enumerate(plays):
             s.execute(f"INSERT INTO songplays ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       [f"id{i}", BASE + dt.timedelta(hours=hours), user, level, song, artist, i, "X", agent])
-    wh.replace_table(TIME, transform_sql("time", wh.dialect))
+    wh.rebuild_table(TIME)
 
 
 def rebuilt(wh, name):
@@ -258,7 +258,7 @@ def test_replacement_is_atomic_and_repeatable(wh, monkeypatch):
     insert_plays(wh, [("1", "free", None, None, 5, None), ("2", "paid", None, None, 5, None)])
     first = rebuilt(wh, "plays_by_hour")
     assert rebuilt(wh, "plays_by_hour") == first  # DELETE + INSERT: no duplicates on a rerun
-    monkeypatch.setattr(an, "analytics_sql", lambda name, dialect: "SELECT 1/0 AS hour, 1, 1 FROM songplays")
+    monkeypatch.setattr(star_update, "render", lambda table, dialect, affected=None: "SELECT 1/0 AS hour, 1, 1 FROM songplays")
     with pytest.raises(Exception):
         rebuilt(wh, "plays_by_hour")
     with duckdb.connect(wh.path, read_only=True) as con:
@@ -289,7 +289,7 @@ def test_an_outdated_analytics_table_is_recreated(wh):
         s.execute("CREATE TABLE analytics.plays_by_hour (hour INTEGER, plays BIGINT)")  # an older shape
         s.execute("INSERT INTO analytics.plays_by_hour VALUES (99, 1)")
     assert [r["hour"] for r in rebuilt(wh, "plays_by_hour")] == list(range(24))
-    assert wh.ensure_tables([an.ANALYSES_BY_NAME["plays_by_hour"].table]) == []  # now of the current shape
+    assert wh.ensure_tables([an.ANALYSES_BY_NAME["plays_by_hour"]]) == []  # now of the current shape
 
 
 # ----------------------------------------------------------------------------- SQL for Redshift
@@ -310,10 +310,10 @@ def test_every_analytics_statement_parses_under_the_redshift_grammar():
 
 
 def test_ref_resolves_catalog_and_analytics_tables_only():
-    assert an._ref("songplays") == '"songplays"'
-    assert an._ref("top_songs") == '"analytics"."top_songs"'
+    assert transforms.ref("songplays") == '"songplays"'
+    assert transforms.ref("top_songs") == '"analytics"."top_songs"'
     with pytest.raises(KeyError):
-        an._ref("nope")
+        transforms.ref("nope")
 
 
 # ----------------------------------------------------------------------------- the asset graph
@@ -322,7 +322,7 @@ def test_analytics_assets_lineage_group_kinds_pool():
     for analysis in an.ANALYSES:
         node = graph.get(dg.AssetKey(analysis.name))
         assert node.group_name == "analytics"
-        assert {p.to_user_string() for p in node.parent_keys} == set(analysis.deps)
+        assert {p.to_user_string() for p in node.parent_keys} == set(analysis.built_from)
         assert "duckdb" in node.kinds
         assert node.pools == {"sparkify_warehouse"}
     assert {p.to_user_string() for p in graph.get(dg.AssetKey("plays_by_hour")).parent_keys} == {"songplays", "time"}

@@ -42,8 +42,8 @@ from sparkify_dagster import source_s3 as source_module
 from sparkify_dagster.catalog import SONGPLAYS, STAGING_EVENTS, STAGING_TABLES
 from sparkify_dagster.cli.generate import generate_dataset
 from sparkify_dagster.definitions import build_defs, build_source
-from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource, RawFile, S3Source, SourceError
-from sparkify_dagster.transforms import transform_sql
+from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource, RawFile, SourceError
+from sparkify_dagster.source_s3 import S3Source
 from sparkify_dagster.warehouse import duckdb as duckdb_module
 from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import TooManyLoadErrors
@@ -440,7 +440,7 @@ def test_duckdb_star_rebuild_failing_after_the_delete_keeps_the_old_rows(loaded,
                     drop_connection=drop_connection)
     wh = DuckDBWarehouse(path=str(db))
     with pytest.raises((InjectedFault, duckdb.ConnectionException)) as err:
-        wh.replace_table(SONGPLAYS, transform_sql("songplays", wh.dialect))
+        wh.rebuild_table(SONGPLAYS)
     assert 'DELETE FROM "songplays"' in seen
     monkeypatch.undo()
     assert before["songplays"] and contents(db) == before
@@ -662,7 +662,7 @@ def test_redshift_star_rebuild_failing_after_the_delete_rolls_back(monkeypatch, 
     conn = FakeRedshift(fail, dead_after_failure=dead)
     wh = _redshift(monkeypatch, conn)
     with pytest.raises(Exception) as err:
-        wh.replace_table(SONGPLAYS, transform_sql("songplays", wh.dialect))
+        wh.rebuild_table(SONGPLAYS)
     assert conn.statements[:3] == ["BEGIN", 'LOCK "songplays"', 'DELETE FROM "songplays"']
     _assert_rolled_back_and_clean(conn, err, "connection reset by peer during INSERT")
 

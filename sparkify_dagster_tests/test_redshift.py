@@ -258,10 +258,10 @@ def test_connection_errors_never_carry_the_password(monkeypatch):
 
 
 def test_star_order_in_rendered_sql_respects_the_asset_graph():
-    from sparkify_dagster.assets.star import STAR_DEPS
+    from sparkify_dagster.catalog import STAR_TABLES
 
-    order = sql_cli.STAR_ORDER
-    for table, deps in STAR_DEPS.items():
+    order = sql_cli.star_order()
+    for table, deps in {t.name: t.built_from for t in STAR_TABLES}.items():
         for dep in deps:
             if dep in order:
                 assert order.index(dep) < order.index(table)

@@ -12,7 +12,8 @@ from dagster_aws.s3 import S3Resource
 from sparkify_dagster.assets.analytics import ANALYSES
 from sparkify_dagster.definitions import build_defs
 from sparkify_dagster.sensors import new_raw_files_sensor
-from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource, S3Source
+from sparkify_dagster.source import SAMPLE_DATA_DIR, LocalFolderSource
+from sparkify_dagster.source_s3 import S3Source
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
 from sparkify_dagster_tests.conftest import delete_bucket, materialize_all, upload_tree
 

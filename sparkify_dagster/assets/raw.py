@@ -25,3 +25,5 @@ LOG_DATA = dg.AssetSpec(
     owners=OWNERS,
     metadata=code_references("source.py", "sample_data/log_json_path.json"),
 )
+
+RAW_ASSETS = (SONG_DATA, LOG_DATA)

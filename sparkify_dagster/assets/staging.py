@@ -11,32 +11,20 @@ import queue
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from sparkify_dagster.assets.metadata import OWNERS, code_references, markdown_table, table_metadata, table_preview
-from sparkify_dagster.assets.raw import LOG_DATA, SONG_DATA
-from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS, Table
+from sparkify_dagster.assets.metadata import OWNERS, code_references
+from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_TABLES, Table
 from sparkify_dagster.checks import check_specs, run_selected_checks
-from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource
-from sparkify_dagster.warehouse.base import LoadReport, Warehouse
+from sparkify_dagster.metadata import markdown_table, table_metadata, table_preview
+from sparkify_dagster.source import RawDataSource, RawFile
+from sparkify_dagster.warehouse.base import LoadReport, RunLog, Warehouse
 
 STAGING_GROUP = "staging"
 STAGING_STEP = "staging"  # the op (and step) that loads both staging tables; its config: StagingLoadConfig
 WAREHOUSE_POOL = "sparkify_warehouse"
-# A few staged rows in the UI (the telling columns), in a stable order: staging has no key, so
-# file, then time and position.
-PREVIEW_ORDER = {
-    STAGING_EVENTS.name: ("source_file", "ts", "session_id", "item_in_session"),
-    STAGING_SONGS.name: ("source_file", "song_id"),
-}
-PREVIEW_COLUMNS = {
-    STAGING_EVENTS.name: ("source_file", "ts", "user_id", "level", "page", "song", "artist", "length",
-                          "session_id", "item_in_session"),
-    STAGING_SONGS.name: ("source_file", "song_id", "title", "artist_id", "artist_name", "duration", "year"),
-}
 # Where a raw record becomes a row: the embedded engine's COPY, and Redshift's.
 STAGING_CODE = ("warehouse/json_loader.py", "warehouse/redshift.py")
 
@@ -51,7 +39,7 @@ class StagingLoadConfig(dg.Config):
     )
 
 
-def _day_keys(days: list[str], files: list) -> frozenset[str]:
+def _day_keys(days: list[str], files: list[RawFile]) -> frozenset[str]:
     keys = set()
     for day in days:
         try:
@@ -65,9 +53,11 @@ def _day_keys(days: list[str], files: list) -> frozenset[str]:
     return frozenset(keys)
 
 
-def _load(log: Any, run_id: str, config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource,
-          table: Table, prefix: str, jsonpaths: list[str] | None, files: list | None = None,
-          reload_keys: frozenset[str] = frozenset()) -> dg.MaterializeResult:
+def _load(table: Table, *, files: list[RawFile] | None, jsonpaths: list[str] | None,
+          reload_keys: frozenset[str], config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource,
+          run_id: str, log: RunLog) -> dg.MaterializeResult:
+    """One staging table brought up to date with its raw prefix (listed here unless ``files``)."""
+    prefix = table.raw.prefix
     files = raw_data.list_files(prefix) if files is None else files
     log.info(f"{table.name}: {len(files):,} raw files under {raw_data.describe()}/{prefix}")
     report = warehouse.load_staging(
@@ -80,13 +70,12 @@ def _load(log: Any, run_id: str, config: StagingLoadConfig, warehouse: Warehouse
         metadata={
             **table_metadata(table, warehouse),
             **_report_metadata(report),
-            "preview": table_preview(warehouse, table, PREVIEW_ORDER[table.name],
-                                     columns=PREVIEW_COLUMNS[table.name]),
+            "preview": table_preview(warehouse, table),
         }
     )
 
 
-def _log_report(log: Any, report: LoadReport) -> None:
+def _log_report(log: RunLog, report: LoadReport) -> None:
     log.info(
         f"{report.table}: {report.files:,} files loaded ({report.files_unchanged:,} unchanged, "
         f"{report.files_removed:,} removed), {report.records_read:,} records read, "
@@ -125,20 +114,19 @@ class _QueuedLog:
         self._messages.put(("warning", message))
 
 
-def _spec(table: Table, raw: dg.AssetSpec, engine_kind: str) -> dg.AssetSpec:
-    return dg.AssetSpec(table.name, deps=[raw], group_name=STAGING_GROUP, kinds={engine_kind},
+def _spec(table: Table, engine_kind: str) -> dg.AssetSpec:
+    return dg.AssetSpec(table.name, deps=list(table.built_from), group_name=STAGING_GROUP, kinds={engine_kind},
                         description=table.description, owners=OWNERS, metadata=code_references(*STAGING_CODE))
 
 
 def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
-    """staging_events and staging_songs: one step that loads both at once, each table with its checks."""
-    tables = (STAGING_EVENTS, STAGING_SONGS)
-    prefixes = {STAGING_EVENTS.name: LOG_PREFIX, STAGING_SONGS.name: SONG_PREFIX}
+    """Every staging table of the catalog: one step that loads them side by side, each with its checks."""
+    tables = STAGING_TABLES
 
     @dg.multi_asset(
         name=STAGING_STEP,
-        specs=[_spec(STAGING_EVENTS, LOG_DATA, engine_kind), _spec(STAGING_SONGS, SONG_DATA, engine_kind)],
-        check_specs=[*check_specs(STAGING_EVENTS.name), *check_specs(STAGING_SONGS.name)],
+        specs=[_spec(t, engine_kind) for t in tables],
+        check_specs=[spec for t in tables for spec in check_specs(t.name)],
         can_subset=True,  # one table alone, or the checks alone (the checks-only job)
         pool=WAREHOUSE_POOL,
     )
@@ -152,23 +140,22 @@ def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
             rebuilt = warehouse.ensure_tables()
             if rebuilt:
                 context.log.warning(f"rebuilt tables of an older shape (every raw file reloads): {', '.join(rebuilt)}")
-            jsonpaths = raw_data.event_jsonpaths() if STAGING_EVENTS in selected else None
             # The log files are listed first, so a bad reload_days fails before anything loads.
-            event_files = raw_data.list_files(LOG_PREFIX) if STAGING_EVENTS in selected else None
+            event_files = raw_data.list_files(STAGING_EVENTS.raw.prefix) if STAGING_EVENTS in selected else None
             reload_keys = _day_keys(config.reload_days, event_files or [])
             messages: queue.Queue = queue.Queue()
             log = _QueuedLog(messages)
-            # The two loads run at once, each in its own transaction: the song side is mostly Python
-            # (listing and reading 100k small files) while the event side is mostly DuckDB, so together
-            # they take ~1.8 s less than one after the other at medium.
+            # The loads run at once, each in its own transaction: the song side is mostly Python
+            # (listing and reading many small files) while the event side is mostly the engine, so
+            # together they take less than one after the other (benchmarks/README.md).
             with ThreadPoolExecutor(max_workers=len(selected), thread_name_prefix="staging") as pool:
-                per_table = {
-                    STAGING_EVENTS.name: {"jsonpaths": jsonpaths, "files": event_files, "reload_keys": reload_keys},
-                    STAGING_SONGS.name: {"jsonpaths": None},
-                }
                 futures = {
-                    t.name: pool.submit(_load, log, context.run.run_id, config, warehouse, raw_data, t,
-                                        prefixes[t.name], **per_table[t.name])
+                    t.name: pool.submit(
+                        _load, t, files=event_files if t is STAGING_EVENTS else None,
+                        jsonpaths=raw_data.event_jsonpaths() if t.raw.jsonpaths else None,
+                        reload_keys=reload_keys if t is STAGING_EVENTS else frozenset(),
+                        config=config, warehouse=warehouse, raw_data=raw_data, run_id=context.run.run_id, log=log,
+                    )
                     for t in selected
                 }
                 pending = set(futures.values())

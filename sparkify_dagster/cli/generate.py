@@ -41,6 +41,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from sparkify_dagster.cli.args import positive_int
+
 __all__ = ["GeneratedStats", "PRESETS", "generate_dataset", "main"]
 
 PRESETS: dict[str, dict] = {
@@ -281,13 +283,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------- CLI helpers
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _iso_date(text: str) -> str:
     try:
         return dt.date.fromisoformat(text).isoformat()
@@ -304,10 +299,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--preset", choices=list(PRESETS), default="sample",
                         help="size preset (default: sample); explicit flags override it")
-    parser.add_argument("--songs", type=_positive_int, help="number of song files")
-    parser.add_argument("--users", type=_positive_int, help="number of users")
-    parser.add_argument("--days", type=_positive_int, help="number of daily log files")
-    parser.add_argument("--events-per-day", type=_positive_int, help="events per log file")
+    parser.add_argument("--songs", type=positive_int, help="number of song files")
+    parser.add_argument("--users", type=positive_int, help="number of users")
+    parser.add_argument("--days", type=positive_int, help="number of daily log files")
+    parser.add_argument("--events-per-day", type=positive_int, help="events per log file")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--start-date", type=_iso_date, default="2018-11-01",
                         help="first day, YYYY-MM-DD (default: 2018-11-01)")

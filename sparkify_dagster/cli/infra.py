@@ -45,6 +45,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from sparkify_dagster.cli.args import positive_int
+from sparkify_dagster.text import env_region, scrub
+
 __all__ = [
     "InfraError", "cluster_create_params", "cluster_security_group_ids", "delete_cluster",
     "delete_role", "describe_cluster", "ensure_cluster", "ensure_role", "ensure_role_attached",
@@ -81,7 +84,7 @@ class InfraError(Exception):
 # ----------------------------------------------------------------------------- inputs
 def region() -> str:
     """The AWS region: $AWS_REGION, else $AWS_DEFAULT_REGION, else us-west-2."""
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    return env_region() or DEFAULT_REGION
 
 
 def make_clients(region_name: str) -> tuple[Any, Any, Any]:
@@ -630,17 +633,6 @@ def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     """argparse type: a number of seconds > 0."""
     try:
@@ -699,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(required; 0.0.0.0/0 is accepted with a loud warning)")
     # DC2 node types were deprecated in 2025: new clusters are RA3 (ra3.large is the smallest).
     up.add_argument("--node-type", default="ra3.large", help="node type (default: ra3.large)")
-    up.add_argument("--nodes", type=_positive_int, default=2,
+    up.add_argument("--nodes", type=positive_int, default=2,
                     help="number of nodes; 1 makes a single-node cluster (default: 2)")
     up.add_argument("--db", default="sparkify", help="database name (default: sparkify)")
     up.add_argument("--user", default="sparkify", help="master user name (default: sparkify)")
@@ -723,15 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _scrub(message: str) -> str:
-    """Mask the master password should it ever appear in a message."""
-    password = os.environ.get(PASSWORD_ENV)
-    return message.replace(password, "********") if password else message
-
-
 def _error(message: str) -> None:
     """Print an error line on stderr (the password masked, long messages shortened)."""
-    message = _scrub(message)
+    message = scrub(message, os.environ.get(PASSWORD_ENV))  # the master password, should it appear
     if len(message) > 1000:
         message = message[:1000] + " ..."
     print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)

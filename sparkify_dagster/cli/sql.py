@@ -13,22 +13,13 @@ import argparse
 import os
 import sys
 
+from sparkify_dagster.assets import build_order
 from sparkify_dagster.assets.analytics import analytics_statements
-from sparkify_dagster.catalog import ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, TABLES
+from sparkify_dagster.catalog import ALL_TABLES, STAGING_EVENTS, STAGING_SONGS, STAR_TABLES
 from sparkify_dagster.source import LOG_PREFIX, RawFile, split_s3_uri
-from sparkify_dagster.transforms import transform_sql
-from sparkify_dagster.warehouse.base import replace_statements
-from sparkify_dagster.warehouse.redshift import (
-    MANIFEST_PREFIX,
-    RedshiftDialect,
-    RedshiftWarehouse,
-    UnsafeValueError,
-    event_manifest_key,
-    staging_insert,
-    staging_locks,
-    staging_epilogue,
-    staging_prologue,
-)
+from sparkify_dagster.warehouse.dialect import Dialect, DuckDBDialect, RedshiftDialect
+from sparkify_dagster.warehouse.redshift import MANIFEST_PREFIX, RedshiftWarehouse, UnsafeValueError, event_manifest_key
+from sparkify_dagster.warehouse.transforms import rebuild_statements
 from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, RedshiftSettings, resolve_settings
 
 # Stand-ins for missing settings only (each one missing is named in a comment above the SQL).
@@ -39,7 +30,18 @@ PLACEHOLDERS = dict(
 )
 EXAMPLE_LOG_FILE = RawFile("log_data/2018/11/2018-11-01-events.json", 0, "")
 SONG_FILES = [RawFile("song_data/<every song file, listed in the manifest>.json", 0, "")]
-STAR_ORDER = ("users", "songs", "artists", "songplays", "time")  # a topological order of the star assets
+
+
+def star_order() -> list[str]:
+    """The star tables in the asset graph's order (each after what it is built from)."""
+    star = {t.name for t in STAR_TABLES}
+    return [name for name in build_order() if name in star]
+
+
+def _star_and_analytics(dialect: Dialect) -> list[str]:
+    """Every star table rebuilt in full, in the graph's order, then the analytics schema."""
+    by_name = {t.name: t for t in STAR_TABLES}
+    return [s for name in star_order() for s in rebuild_statements(by_name[name], dialect)] + analytics_statements(dialect)
 
 
 def _settings(notes: list[str]) -> tuple[RedshiftSettings, set[str]]:
@@ -58,7 +60,7 @@ def _log_files(settings: RedshiftSettings, notes: list[str], placeholders: set[s
         try:
             from dagster_aws.s3 import S3Resource
 
-            from sparkify_dagster.source import S3Source
+            from sparkify_dagster.source_s3 import S3Source
 
             files = S3Source(uri=settings.data_uri, s3=S3Resource(region_name=settings.region)).list_files(LOG_PREFIX)
             if files:
@@ -84,32 +86,21 @@ def redshift_statements(settings: RedshiftSettings, log_files: list[RawFile], ma
     out = [dialect.create_table(t) for t in ALL_TABLES]
     loads = [
         (STAGING_EVENTS, log_files, "log_json_path.json", None),
-        (STAGING_SONGS, SONG_FILES, None, f"{MANIFEST_PREFIX}staging_songs/<run id>.manifest"),
+        (STAGING_SONGS, SONG_FILES, None, f"{MANIFEST_PREFIX}staging_songs/RUN_ID.manifest"),
     ]
     for table, files, jsonpaths_key, manifest_key in loads:
-        out += ["BEGIN", *dialect.lock_statements(staging_locks(table)), *staging_prologue(table)]
-        event_manifests = {f.key: event_manifest_key("RUN_ID", n) for n, f in enumerate(files)}
-        for unit_key, copy in wh.copy_units(table, files, s3_uri, jsonpaths_key and s3_uri(jsonpaths_key),
-                                            manifest_key and manifest_key.replace("<run id>", "RUN_ID"),
-                                            event_manifests):
-            note = f"-- manifest entry: {s3_uri(unit_key)}\n" if unit_key in event_manifests else ""
-            out += [f'DELETE FROM "{table.name}_load"', note + copy, staging_insert(table, unit_key)]
-        out += [*staging_epilogue(table), "COMMIT"]
-    for name in STAR_ORDER:
-        out += ["BEGIN", *dialect.lock_statements([TABLES[name]]),
-                *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
-    return out + analytics_statements(dialect)
+        event_manifests = ({f.key: event_manifest_key("RUN_ID", n) for n, f in enumerate(files)}
+                           if table.raw.copy_per_file else {})
+        script = wh.staging_script(table, files, s3_uri, jsonpaths_key and s3_uri(jsonpaths_key), manifest_key,
+                                   event_manifests)
+        out += script.statements(dialect, notes={key: f"manifest entry: {s3_uri(key)}" for key in event_manifests})
+    return out + _star_and_analytics(dialect)
 
 
 def duckdb_statements() -> list[str]:
     """DDL and transforms on the embedded engine (staging there is the Python/SQL JSON loader)."""
-    from sparkify_dagster.warehouse.duckdb import DuckDBDialect
-
     dialect = DuckDBDialect()
-    out = [dialect.create_table(t) for t in ALL_TABLES]
-    for name in STAR_ORDER:
-        out += ["BEGIN", *replace_statements(TABLES[name], transform_sql(name, dialect)), "COMMIT"]
-    return out + analytics_statements(dialect)
+    return [dialect.create_table(t) for t in ALL_TABLES] + _star_and_analytics(dialect)
 
 
 def main(argv: list[str] | None = None) -> int:

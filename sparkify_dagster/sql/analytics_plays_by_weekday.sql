@@ -1,7 +1,7 @@
 -- analytics.plays_by_weekday: songplays per day of week (UTC), weekday 0 = Sunday .. 6 = Saturday
 -- as in the time dimension (Redshift's EXTRACT(dow)); all seven days present (0 plays when none).
 WITH weekdays AS (
-    {% for name in ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'] -%}
+    {% for name in weekday_names -%}
     SELECT {{ loop.index0 }} AS weekday, '{{ name }}' AS day_name{% if not loop.last %} UNION ALL{% endif %}
     {% endfor %}
 ),

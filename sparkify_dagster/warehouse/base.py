@@ -1,9 +1,12 @@
 """The seam between the asset graph and a warehouse engine.
 
-Everything engine-specific is here or in a subclass: how a logical type is spelled, the DDL options
-(DISTSTYLE/DISTKEY/SORTKEY/PRIMARY KEY exist only on Redshift), a few dialect expressions used by the
-SQL templates, and how raw JSON gets into a staging table (``Warehouse.load_staging``). The
-transformations themselves (``sparkify_dagster/sql/*.sql``) are written once against this seam.
+The assets say what: ``ensure_tables`` (the catalog's tables exist in their current shape),
+``load_staging`` (bring a staging table up to date with these raw files), ``update_table`` (bring a
+star or analytics table up to date with what it is built from), ``query``. Each engine says how:
+``duckdb.py`` (embedded) and ``redshift.py`` (production), with their SQL spelling in
+``dialect.py``; what both share is here, in ``planning.py`` (what a load reads and removes),
+``star_update.py`` (how little of a derived table a change needs) and ``transforms.py`` (the
+``sql/`` files rendered for a dialect).
 """
 
 from __future__ import annotations
@@ -20,20 +23,25 @@ import time
 import dagster as dg
 from pydantic import PrivateAttr
 
-from sparkify_dagster.catalog import ALL_TABLES, BOOKKEEPING_TABLES, STAGING_TABLES, Table
-# The SQL spelling (no Dagster in it, so plain scripts such as benchmarks/floor.py can use it).
-from sparkify_dagster.warehouse.dialect import (  # noqa: F401  (re-exported)
-    Dialect,
-    quote_ident,
-    quote_literal,
-    relation,
-    replace_statements,
-)
+from sparkify_dagster.catalog import ALL_TABLES, BOOKKEEPING_TABLES, STAGING_TABLES, STAR_SOURCES, STATE_TABLES, Table
+from sparkify_dagster.source import RawDataSource, RawFile
+from sparkify_dagster.warehouse import star_update
+from sparkify_dagster.warehouse.dialect import Dialect, quote_ident, relation
+from sparkify_dagster.warehouse.star_update import TableUpdate, UpdateKind
+
 
 class Session(Protocol):
     """What the shared code needs of an open connection."""
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]: ...
+
+
+class RunLog(Protocol):
+    """Where a load writes its progress (the run's log, or a queue the step's thread writes out)."""
+
+    def info(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
 
 
 @dataclass
@@ -102,7 +110,8 @@ class Warehouse(dg.ConfigurableResource):
 
     @property
     def incremental_star(self) -> bool:
-        """Whether star tables may be updated for new log files only (``assets/star_updates.py``)."""
+        """Whether derived tables follow their catalog ``update`` rule (``star_update.py``) rather
+        than being rebuilt in full every time."""
         return False
 
     @property
@@ -128,10 +137,14 @@ class Warehouse(dg.ConfigurableResource):
         """An open connection, closed on exit. Nothing is committed unless inside ``transaction``."""
 
     @abstractmethod
-    def load_staging(self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
-                     jsonpaths: Sequence[str] | None = None, full_refresh: bool = False,
+    def load_staging(self, table: Table, source: RawDataSource, files: Sequence[RawFile], load_id: str,
+                     log: RunLog, jsonpaths: Sequence[str] | None = None, full_refresh: bool = False,
                      reload_keys: frozenset[str] = frozenset()) -> LoadReport:
-        """Bring ``table`` up to date with ``files`` atomically (new/changed loaded, vanished removed)."""
+        """Bring ``table`` up to date with ``files`` atomically (new/changed loaded, vanished removed).
+
+        ``jsonpaths``: the COPY JSONPaths that map a record onto the columns by position (the
+        table's ``raw.jsonpaths``), else records map by column name. ``reload_keys``: files loaded
+        again even if unchanged; ``full_refresh``: every file, as on a fresh warehouse."""
 
     def loaded_versions(self, s: Session, table: Table) -> dict[str, str]:
         """The load manifest of a staging table: source_file -> version loaded."""
@@ -158,7 +171,7 @@ class Warehouse(dg.ConfigurableResource):
                 raise
             s.execute("COMMIT")
 
-    def ensure_tables(self, tables: Sequence[Table] = ALL_TABLES) -> list[str]:
+    def ensure_tables(self, tables: Sequence[Table] = ALL_TABLES + STATE_TABLES) -> list[str]:
         """Create missing tables; rebuild ones whose columns differ from the catalog (an older version).
 
         Every table is derived from the raw data, so a table with an outdated shape is dropped and
@@ -208,12 +221,19 @@ class Warehouse(dg.ConfigurableResource):
             self._ensured |= set(wanted)
         return sorted(relation(wanted[key]).replace('"', "") for key in outdated)
 
-    def replace_table(self, table: Table, select_sql: str) -> int:
-        """Atomically replace a table's rows by a SELECT (DELETE+INSERT in one transaction)."""
+    def update_table(self, table: Table) -> TableUpdate:
+        """Bring a star or analytics table up to date with what it is built from, atomically: by its
+        catalog ``update`` rule where the engine supports it, else rebuilt in full."""
+        if not self.incremental_star:
+            return TableUpdate(self.rebuild_table(table), UpdateKind.FULL)
+        with self.transaction(locks=[table, STAR_SOURCES]) as s:
+            return star_update.update(s, table, self.dialect)
+
+    def rebuild_table(self, table: Table) -> int:
+        """Rebuild a star or analytics table in full from its SQL file, atomically (DELETE + INSERT in
+        one transaction); returns its row count."""
         with self.transaction(locks=[table]) as s:
-            for statement in replace_statements(table, select_sql):
-                s.execute(statement)
-            return s.execute(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]
+            return star_update.rebuild(s, table, self.dialect)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         with self.session() as s:

@@ -1,13 +1,17 @@
 """How SQL is spelled for each engine: quoting, types, DDL and the few expressions that differ.
 
-Plain Python (no Dagster): the asset graph, ``sparkify-sql`` and ``benchmarks/floor.py`` share it.
+The one place where the two engines' SQL spellings sit side by side (``DuckDBDialect``,
+``RedshiftDialect``); the engines themselves are ``duckdb.py`` and ``redshift.py``. Plain Python (no
+Dagster, no driver): the warehouse engines, ``sparkify-sql`` and ``benchmarks/floor.py`` share it.
 """
 
 from __future__ import annotations
 
 import re
 
-from sparkify_dagster.catalog import Table
+from collections.abc import Sequence
+
+from sparkify_dagster.catalog import CATALOG, Table
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -67,12 +71,24 @@ class Dialect:
         body = ",\n".join(cols + [f"    {c}" for c in self.constraints(table)])
         return f"CREATE TABLE IF NOT EXISTS {relation(table)} (\n{body}\n){self.table_options(table)}"
 
-    def lock_statements(self, tables) -> list[str]:
+    def lock_statements(self, tables: Sequence[Table]) -> list[str]:
         """What a write transaction runs first to hold its tables for itself (none by default)."""
         return []
 
     def epoch_ms_to_timestamp(self, expr: str) -> str:
         raise NotImplementedError
+
+    def set_digest(self, expr: str) -> str:
+        """An aggregate of ``expr`` over rows that changes when any row changes, whatever their order
+        (the incremental star update's digest of the song files' manifest)."""
+        raise NotImplementedError(f"{self.name}: no order-independent digest")
+
+    def insert_strings(self, target: str, rows: Sequence[Sequence[str]]) -> tuple[str, list]:
+        """An INSERT of string rows into ``target`` (a relation of that many VARCHAR columns), with its
+        parameters: one multi-row VALUES list."""
+        width = len(rows[0])
+        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * len(rows))
+        return f"INSERT INTO {target} VALUES {values}", [v for row in rows for v in row]
 
 
 class DuckDBDialect(Dialect):
@@ -80,7 +96,8 @@ class DuckDBDialect(Dialect):
     # varchar(n) is not enforced by DuckDB; the JSON loader enforces the byte limit instead.
     types = {"integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE", "timestamp": "TIMESTAMP"}
     # DuckDB materializes a CTE read more than once: for songplays that wrote every event's columns
-    # out and spilled under the memory limit (large: 11.6 s; recomputed where read: 3.4 s).
+    # out and spilled under the memory limit; recomputed where it is read, it does not (figures in
+    # benchmarks/README.md).
     inline_cte = "NOT MATERIALIZED "
 
     def varchar(self, logical: str) -> str:
@@ -88,3 +105,44 @@ class DuckDBDialect(Dialect):
 
     def epoch_ms_to_timestamp(self, expr: str) -> str:
         return f"epoch_ms({expr})"
+
+    def set_digest(self, expr: str) -> str:
+        return f"coalesce(bit_xor(hash({expr})), 0)"
+
+    def insert_strings(self, target: str, rows: Sequence[Sequence[str]]) -> tuple[str, list]:
+        # One list per column, unnested: a VALUES list of thousands of parameters parses slowly.
+        columns = list(zip(*rows))
+        select = ", ".join(["unnest(?::VARCHAR[])"] * len(columns))
+        return f"INSERT INTO {target} SELECT {select}", [list(c) for c in columns]
+
+
+class RedshiftDialect(Dialect):
+    name = "redshift"
+    types = {"integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE PRECISION", "timestamp": "TIMESTAMP"}
+
+    def constraints(self, table: Table) -> list[str]:
+        # Informational on Redshift (not enforced); the planner uses it. Uniqueness is an asset check.
+        if not table.primary_key:
+            return []
+        return [f"PRIMARY KEY ({', '.join(quote_ident(c) for c in table.primary_key)})"]
+
+    def table_options(self, table: Table) -> str:
+        opts = f" DISTSTYLE {table.diststyle}"
+        if table.distkey:
+            opts += f" DISTKEY ({quote_ident(table.distkey)})"
+        if table.sortkey:
+            opts += f" SORTKEY ({', '.join(quote_ident(c) for c in table.sortkey)})"
+        return opts
+
+    def epoch_ms_to_timestamp(self, expr: str) -> str:
+        return f"TIMESTAMP 'epoch' + ({expr}) * INTERVAL '0.001 second'"
+
+    def lock_statements(self, tables: Sequence[Table]) -> list[str]:
+        # One statement, in catalog order: two transactions that lock overlapping sets wait for each
+        # other instead of deadlocking. Runs before the transaction reads anything, so a transaction
+        # that waited sees what the other committed (its snapshot starts after the lock).
+        if not tables:
+            return []
+        order = {t.name: n for n, t in enumerate(CATALOG)}
+        ordered = sorted({relation(t): t for t in tables}.values(), key=lambda t: (order.get(t.name, len(order)), t.name))
+        return [f"LOCK {', '.join(relation(t) for t in ordered)}"]

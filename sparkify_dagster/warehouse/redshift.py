@@ -26,29 +26,22 @@ Load plan (per staging load, inside one transaction):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, PrivateAttr
 
-from sparkify_dagster.catalog import ALL_TABLES, LOAD_ERRORS, LOADED_FILES, STAGING_EVENTS, Table
-from sparkify_dagster.source import DEFAULT_EVENT_JSONPATHS, JSONPATHS_KEY
-from sparkify_dagster.warehouse.base import (
-    Dialect,
-    LoadReport,
-    TooManyLoadErrors,
-    Warehouse,
-    quote_ident,
-    quote_literal,
-    relation,
-    rollback,
-)
+from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, STAGING_EVENTS, Table
+from sparkify_dagster.source import DEFAULT_EVENT_JSONPATHS, JSONPATHS_KEY, RawDataSource, RawFile
+from sparkify_dagster.text import digest, scrub
+from sparkify_dagster.warehouse.base import LoadReport, RunLog, TooManyLoadErrors, Warehouse, rollback
+from sparkify_dagster.warehouse.dialect import Dialect, RedshiftDialect, quote_ident, quote_literal, relation
 
 MANIFEST_PREFIX = "_sparkify_manifests/"
 _ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
@@ -81,38 +74,6 @@ def checked_s3_uri(uri: str) -> str:
             f"backslashes, control characters or non-ASCII): rename the object."
         )
     return uri
-
-
-class RedshiftDialect(Dialect):
-    name = "redshift"
-    types = {"integer": "INTEGER", "bigint": "BIGINT", "double": "DOUBLE PRECISION", "timestamp": "TIMESTAMP"}
-
-    def constraints(self, table: Table) -> list[str]:
-        # Informational on Redshift (not enforced); the planner uses it. Uniqueness is an asset check.
-        if not table.primary_key:
-            return []
-        return [f"PRIMARY KEY ({', '.join(quote_ident(c) for c in table.primary_key)})"]
-
-    def table_options(self, table: Table) -> str:
-        opts = f" DISTSTYLE {table.diststyle}"
-        if table.distkey:
-            opts += f" DISTKEY ({quote_ident(table.distkey)})"
-        if table.sortkey:
-            opts += f" SORTKEY ({', '.join(quote_ident(c) for c in table.sortkey)})"
-        return opts
-
-    def epoch_ms_to_timestamp(self, expr: str) -> str:
-        return f"TIMESTAMP 'epoch' + ({expr}) * INTERVAL '0.001 second'"
-
-    def lock_statements(self, tables: Sequence[Table]) -> list[str]:
-        # One statement, in catalog order: two transactions that lock overlapping sets wait for each
-        # other instead of deadlocking. Runs before the transaction reads anything, so a transaction
-        # that waited sees what the other committed (its snapshot starts after the lock).
-        if not tables:
-            return []
-        order = {t.name: n for n, t in enumerate(ALL_TABLES)}
-        ordered = sorted({relation(t): t for t in tables}.values(), key=lambda t: (order.get(t.name, len(order)), t.name))
-        return [f"LOCK {', '.join(relation(t) for t in ordered)}"]
 
 
 def copy_sql(
@@ -155,39 +116,61 @@ def event_manifest_key(load_id: str, n: int) -> str:
     return f"{MANIFEST_PREFIX}{STAGING_EVENTS.name}/{load_id}/{n:05d}.manifest"
 
 
-def _temp_name(table: Table) -> str:
-    return f"{table.name}_load"
+@dataclass(frozen=True)
+class StagingScript:
+    """A staging load on Redshift as statements, in order: what ``load_staging`` sends (with the
+    reads of each COPY's counts and rejects in between) and ``sparkify-sql`` prints.
 
+    COPY goes into a temp table, then ``INSERT … SELECT`` moves the rows into the staging table tagged
+    with their ``loaded_files`` entry (``units``: that entry, and its COPY)."""
 
-def staging_locks(table: Table) -> list[Table]:
-    """The tables a staging load writes: locked first, so concurrent loads wait for each other."""
-    return [table, LOAD_ERRORS, LOADED_FILES]
+    table: Table
+    units: list[tuple[str, str]]
 
+    @property
+    def temp(self) -> str:
+        return quote_ident(f"{self.table.name}_load")
 
-def staging_prologue(table: Table) -> list[str]:
-    """Start of a staging load: a temp table to COPY into, and the old rows and bookkeeping removed."""
-    lit = quote_literal(table.name)
-    return [
-        f"CREATE TEMP TABLE {quote_ident(_temp_name(table))} (LIKE {quote_ident(table.name)})",
-        f"DELETE FROM {quote_ident(table.name)}",
-        f"DELETE FROM {quote_ident(LOAD_ERRORS.name)} WHERE table_name = {lit}",
-        f"DELETE FROM {quote_ident(LOADED_FILES.name)} WHERE table_name = {lit}",
-    ]
+    @property
+    def locks(self) -> list[Table]:
+        """The tables the load writes: locked first, so concurrent loads wait for each other."""
+        return [self.table, LOAD_ERRORS, LOADED_FILES]
 
+    def opening(self, dialect: Dialect) -> list[str]:
+        """The locks, a temp table to COPY into, and the old rows and bookkeeping removed."""
+        lit = quote_literal(self.table.name)
+        return [
+            *dialect.lock_statements(self.locks),
+            f"CREATE TEMP TABLE {self.temp} (LIKE {relation(self.table)})",
+            f"DELETE FROM {relation(self.table)}",
+            f"DELETE FROM {relation(LOAD_ERRORS)} WHERE table_name = {lit}",
+            f"DELETE FROM {relation(LOADED_FILES)} WHERE table_name = {lit}",
+        ]
 
-def staging_epilogue(table: Table) -> list[str]:
-    """End of a staging load, before COMMIT: the temp table goes (the connection lives on in the run)."""
-    return [f"DROP TABLE {quote_ident(_temp_name(table))}"]
+    def clear(self) -> str:
+        """Before each COPY: the temp table emptied."""
+        return f"DELETE FROM {self.temp}"
 
+    def move(self, unit_key: str) -> str:
+        """After each COPY: its rows into the staging table, tagged with their source."""
+        cols = ", ".join(quote_ident(c.name) for c in self.table.copied_columns)
+        checked_s3_uri(f"s3://bucket/{unit_key}")  # same character rules as the COPY path it came from
+        return (
+            f"INSERT INTO {relation(self.table)} ({cols}, \"source_file\")\n"
+            f"SELECT {cols}, {quote_literal(unit_key)} FROM {self.temp}"
+        )
 
-def staging_insert(table: Table, unit_key: str) -> str:
-    """Move one COPY's rows from the temp table into the staging table, tagged with their source."""
-    cols = ", ".join(quote_ident(c.name) for c in table.columns if c.name != "source_file")
-    checked_s3_uri(f"s3://bucket/{unit_key}")  # same character rules as the COPY path it came from
-    return (
-        f"INSERT INTO {quote_ident(table.name)} ({cols}, \"source_file\")\n"
-        f"SELECT {cols}, {quote_literal(unit_key)} FROM {quote_ident(_temp_name(table))}"
-    )
+    def closing(self) -> list[str]:
+        """Before COMMIT: the temp table goes (the connection lives on in the run)."""
+        return [f"DROP TABLE {self.temp}"]
+
+    def statements(self, dialect: Dialect, notes: dict[str, str] | None = None) -> list[str]:
+        """The whole load as one transaction (``notes``: a comment above a unit's COPY)."""
+        out = ["BEGIN", *self.opening(dialect)]
+        for key, copy in self.units:
+            note = f"-- {notes[key]}\n" if notes and key in notes else ""
+            out += [self.clear(), note + copy, self.move(key)]
+        return [*out, *self.closing(), "COMMIT"]
 
 
 class RedshiftError(Exception):
@@ -321,7 +304,7 @@ class RedshiftWarehouse(Warehouse):
                 _close(session.conn)
 
     def load_staging(
-        self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
+        self, table: Table, source: RawDataSource, files: Sequence[RawFile], load_id: str, log: RunLog,
         jsonpaths: Sequence[str] | None = None, full_refresh: bool = False,
         reload_keys: frozenset[str] = frozenset(),
     ) -> LoadReport:
@@ -339,9 +322,10 @@ class RedshiftWarehouse(Warehouse):
             report.files_unchanged = len(files)
             log.info(f"{table.name}: all {len(files):,} files unchanged since the last load")
             return report
-        units = self.copy_units(table, files, source.s3_uri, self._jsonpaths_uri(table, source),
-                                self._manifest_key(table, source, files, load_id),
-                                self._event_manifests(table, source, files, load_id))
+        script = self.staging_script(table, files, source.s3_uri, self._jsonpaths_uri(table, source),
+                                     self._manifest_key(table, source, files, load_id),
+                                     self._event_manifests(table, source, files, load_id))
+        units = script.units
         root = source.s3_uri("")  # stl_load_errors names files by their full s3:// URL
         unit_key = units[0][0] if units else ""
         # SPARKIFY_MAX_ERRORS counts the rejects of the whole load, as on the embedded engine; each COPY's
@@ -351,10 +335,10 @@ class RedshiftWarehouse(Warehouse):
             s.execute("BEGIN")
             in_copy, last_copy_id = False, -1  # the failing statement was a COPY; the last COPY that loaded
             try:
-                for statement in [*self.dialect.lock_statements(staging_locks(table)), *staging_prologue(table)]:
+                for statement in script.opening(self.dialect):
                     s.execute(statement)
                 for done, (unit_key, copy) in enumerate(units, start=1):
-                    s.execute(f"DELETE FROM {quote_ident(_temp_name(table))}")
+                    s.execute(script.clear())
                     in_copy = True
                     s.execute(copy)
                     in_copy = False
@@ -363,8 +347,8 @@ class RedshiftWarehouse(Warehouse):
                         "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
                         "FROM stl_load_errors WHERE query = pg_last_copy_id() ORDER BY filename, line_number"
                     ))
-                    s.execute(staging_insert(table, unit_key))
-                    version = versions.get(unit_key) or _digest(versions)
+                    s.execute(script.move(unit_key))
+                    version = versions.get(unit_key) or digest(versions)
                     self._record(s, table, unit_key, staged, errors, load_id, version=version)
                     report.add(staged + len(errors), staged, len(errors))
                     rejects += [(unit_key, e) for e in errors]
@@ -374,7 +358,7 @@ class RedshiftWarehouse(Warehouse):
                         dict(source_file=e[0], line_number=e[1], column_name=e[2], reason=e[3]) for e in errors
                     ][: max(0, 10 - len(report.first_errors))]
                     log.info(f"{table.name}: {done}/{len(units)} COPY statements, {report.records_staged:,} rows")
-                for statement in staging_epilogue(table):
+                for statement in script.closing():
                     s.execute(statement)
             except BaseException as exc:
                 # Only a COPY that failed on its data has rejects of its own (newer than the last COPY
@@ -402,31 +386,33 @@ class RedshiftWarehouse(Warehouse):
         report.seconds = time.monotonic() - started
         return report
 
-    def copy_units(self, table: Table, files: Sequence[Any], s3_uri: Any, jsonpaths_uri: str | None,
-                   manifest_key: str | None, event_manifests: dict[str, str]) -> list[tuple[str, str]]:
-        """(source_file, COPY) pairs: one per log file for events, one manifest for songs. Pure.
+    def staging_script(self, table: Table, files: Sequence[RawFile], s3_uri: Callable[[str], str],
+                       jsonpaths_uri: str | None, manifest_key: str | None,
+                       event_manifests: dict[str, str]) -> StagingScript:
+        """The load's statements, with its (source_file, COPY) units: one per file where the table's
+        raw input is copied per file (a day of events), else one manifest of every file (songs). Pure.
 
         COPY FROM 's3://…/key' loads every object whose key starts with that string (…events.json.bak,
         …events.json/part-0.json), so each log file is read through a one-entry manifest
         (``event_manifests``: log file key -> manifest key) naming exactly that object."""
-        columns = [c.name for c in table.columns if c.name != "source_file"]
+        columns = [c.name for c in table.copied_columns]
         common = dict(iam_role_arn=self.iam_role_arn, region=self.region, max_errors=self.max_errors)
-        temp = _temp_name(table)
-        if table.name == STAGING_EVENTS.name:
+        temp = f"{table.name}_load"
+        if table.raw.copy_per_file:
             units = []
             for f in files:
                 checked_s3_uri(s3_uri(f.key))  # a refusal names the object, not its manifest
                 units.append((f.key, copy_sql(temp, columns, s3_uri(event_manifests[f.key]),
                                               json_option=jsonpaths_uri, manifest=True, **common)))
-            return units
+            return StagingScript(table, units)
         if not files:  # every song file gone: the table is emptied, there is nothing to COPY
-            return []
-        return [(manifest_key, copy_sql(temp, columns, s3_uri(manifest_key), json_option="auto",
-                                        manifest=True, **common))]
+            return StagingScript(table, [])
+        return StagingScript(table, [(manifest_key, copy_sql(temp, columns, s3_uri(manifest_key), json_option="auto",
+                                                             manifest=True, **common))])
 
     @staticmethod
-    def _jsonpaths_uri(table: Table, source: Any) -> str | None:
-        if table.name != STAGING_EVENTS.name:
+    def _jsonpaths_uri(table: Table, source: RawDataSource) -> str | None:
+        if not table.raw.jsonpaths:
             return None
         if source.has(JSONPATHS_KEY):
             return source.s3_uri(JSONPATHS_KEY)
@@ -435,16 +421,17 @@ class RedshiftWarehouse(Warehouse):
         return source.s3_uri(source.write_bytes(f"{MANIFEST_PREFIX}{JSONPATHS_KEY}", body))
 
     @staticmethod
-    def _event_manifests(table: Table, source: Any, files: Sequence[Any], load_id: str) -> dict[str, str]:
+    def _event_manifests(table: Table, source: RawDataSource, files: Sequence[RawFile],
+                         load_id: str) -> dict[str, str]:
         """Write one manifest per log file (every key checked before anything is written)."""
-        if table.name != STAGING_EVENTS.name:
+        if not table.raw.copy_per_file:
             return {}
         bodies = [(f.key, manifest_json([checked_s3_uri(source.s3_uri(f.key))])) for f in files]
         return {key: source.write_bytes(event_manifest_key(load_id, n), body) for n, (key, body) in enumerate(bodies)}
 
     @staticmethod
-    def _manifest_key(table: Table, source: Any, files: Sequence[Any], load_id: str) -> str | None:
-        if table.name == STAGING_EVENTS.name:
+    def _manifest_key(table: Table, source: RawDataSource, files: Sequence[RawFile], load_id: str) -> str | None:
+        if table.raw.copy_per_file:
             return None
         body = manifest_json([checked_s3_uri(source.s3_uri(f.key)) for f in files])
         return source.write_bytes(f"{MANIFEST_PREFIX}{table.name}/{load_id}.manifest", body)
@@ -465,9 +452,9 @@ class RedshiftWarehouse(Warehouse):
     @staticmethod
     def _unchanged(table: Table, loaded: dict[str, str], versions: dict[str, str]) -> bool:
         """loaded_files holds one row per log file, or one row per manifest with a digest of its files."""
-        if table.name == STAGING_EVENTS.name:
+        if table.raw.copy_per_file:
             return loaded == versions
-        return list(loaded.values()) == ([_digest(versions)] if versions else [])
+        return list(loaded.values()) == ([digest(versions)] if versions else [])
 
     @staticmethod
     def _record(s: _RedshiftSession, table: Table, unit_key: str, staged: int, errors: list, load_id: str,
@@ -506,8 +493,8 @@ def _connect_error(exc: Exception, password: str) -> str:
     """One line for a failed connection: the server's message, or the socket error the driver wraps."""
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, OSError) and not _fields(exc):
-        return f"{type(exc).__name__}: {_scrub(str(cause), password)}"
-    return f"{type(exc).__name__}: {_scrub(server_message(exc), password)}"
+        return f"{type(exc).__name__}: {scrub(str(cause), password)}"
+    return f"{type(exc).__name__}: {scrub(server_message(exc), password)}"
 
 
 def _close(conn: Any) -> None:
@@ -515,12 +502,3 @@ def _close(conn: Any) -> None:
         conn.close()
     except Exception:  # already gone (terminated, dropped): nothing to release
         pass
-
-
-def _digest(versions: dict[str, str]) -> str:
-    """One version for a set of files (a manifest load): changes when any key or version changes."""
-    return hashlib.sha256(json.dumps(sorted(versions.items())).encode()).hexdigest()
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparkify_dagster.text import env_region
+
 
 class RedshiftConfigError(Exception):
     """Settings are missing or inconsistent; the message lists all of them (never a secret's value)."""
@@ -117,7 +119,7 @@ def resolve_settings(environ: Mapping[str, str] | None = None, *,
         missing.append("SPARKIFY_DATA_URI=s3://bucket/prefix (or [S3] LOG_DATA and SONG_DATA in dwh.cfg)")
         data_uri = None
     values["data_uri"] = data_uri
-    values["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or region_from_host(values["host"])  # type: ignore[arg-type]
+    values["region"] = env_region(env) or region_from_host(values["host"])  # type: ignore[arg-type]
     if not values["region"]:
         missing.append("AWS_REGION (or AWS_DEFAULT_REGION, or a cluster endpoint named <cluster>.<id>.<region>.redshift.amazonaws.com)")
     sslmode = env.get("REDSHIFT_SSLMODE") or None

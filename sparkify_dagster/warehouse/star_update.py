@@ -1,0 +1,162 @@
+"""Bring a derived table (star or analytics) up to date with staging, doing only what the change needs.
+
+Every derived table is defined as a full rebuild from its SQL file, so any order of arrival equals
+one full load. How much of that rebuild a run needs is the table's catalog ``update`` rule:
+
+- ``Rebuild``: the full rebuild; with ``skip_unchanged``, nothing when the table's sources are those
+  of its last build (the same log files at the same version and load, the same song manifest, the
+  same row count);
+- ``ReplaceKeys``: when only new log files came (nothing changed or vanished, the song side the
+  same), just the rows of the keys those files hold are rebuilt: the table's SQL restricted to those
+  keys (``affected``), over every copy in staging, so every rule (latest copy, latest event, song
+  match) gives exactly what a full rebuild gives; those rows replace the rows of the same primary
+  key. Anything else: the full rebuild;
+- ``Difference``: one row per distinct key of another table: rows whose key is gone are deleted,
+  keys new to it are built (two anti-joins, not a rebuild of every row).
+
+What a table was built from is recorded in ``star_sources`` in the same transaction as the table.
+Written against the ``Session`` and the dialect only; an engine opts in with
+``Warehouse.incremental_star`` (until then every table is rebuilt in full there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from sparkify_dagster.catalog import (
+    LOADED_FILES,
+    STAGING_EVENTS,
+    STAR_SOURCES,
+    TABLES,
+    Difference,
+    Rebuild,
+    ReplaceKeys,
+    Table,
+    staging_sources,
+)
+from sparkify_dagster.warehouse.dialect import Dialect, quote_ident, relation, replace_statements
+from sparkify_dagster.warehouse.transforms import render
+
+# A manifest entry as star_sources records it (a loaded_files row: the file, its version, its load).
+VERSION_AT_LOAD = "source_file || '|' || file_version || '@' || load_id"
+ROWS_MARK = "#rows"  # the star_sources row holding the table's row count after the build
+
+
+class UpdateKind(Enum):
+    """How a table was brought up to date (its value: the run log's words for it)."""
+
+    FULL = "rebuilt in full"
+    UNCHANGED = "unchanged since its last build (same raw files)"
+    KEYS = "rows of the keys in {new_files:,} new log file(s) replaced"
+    DIFFERENCE = "{added:,} {key}s added, {removed:,} removed (the difference with {of})"
+
+
+@dataclass(frozen=True)
+class TableUpdate:
+    rows: int
+    kind: UpdateKind
+    new_files: int = 0
+    added: int = 0
+    removed: int = 0
+    key: str = ""
+    of: str = ""
+
+    def describe(self) -> str:
+        return self.kind.value.format(new_files=self.new_files, added=self.added, removed=self.removed,
+                                      key=self.key, of=self.of)
+
+
+def _count(s, table: Table) -> int:
+    return s.execute(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]
+
+
+def rebuild(s, table: Table, dialect: Dialect) -> int:
+    """The full rebuild inside the caller's transaction; returns the row count."""
+    for statement in replace_statements(table, render(table, dialect)):
+        s.execute(statement)
+    return _count(s, table)
+
+
+def current_sources(s, table: Table, dialect: Dialect) -> dict[str, str]:
+    """What ``table`` would be built from now: each log file -> version@load; for a staging table
+    loaded by manifest (songs), one row "#<table>" -> count:digest of its manifest entries."""
+    manifest = relation(LOADED_FILES)
+    current: dict[str, str] = {}
+    for staging in staging_sources(table):
+        if staging.raw.copy_per_file:  # one entry per log file
+            current.update(dict(s.execute(
+                f"SELECT source_file, file_version || '@' || load_id FROM {manifest} WHERE table_name = ?",
+                [staging.name])))
+        else:
+            (count, digest), = s.execute(
+                f"SELECT count(*), {dialect.set_digest(VERSION_AT_LOAD)} FROM {manifest} WHERE table_name = ?",
+                [staging.name])
+            current[f"#{staging.name}"] = f"{count}:{digest}"
+    return current
+
+
+def update(s, table: Table, dialect: Dialect) -> TableUpdate:
+    """Bring ``table`` up to date inside the caller's transaction (see the module docstring)."""
+    rule = table.update
+    if isinstance(rule, Difference):
+        return _update_difference(s, table, rule, dialect)
+    if isinstance(rule, Rebuild) and not rule.skip_unchanged:
+        return TableUpdate(rebuild(s, table, dialect), UpdateKind.FULL)
+    current = current_sources(s, table, dialect)
+    recorded = dict(s.execute(f"SELECT source_file, file_version FROM {relation(STAR_SOURCES)} WHERE table_name = ?",
+                              [table.name]))
+    rows_before = _count(s, table)
+    kept = recorded.pop(ROWS_MARK, None) == str(rows_before) and all(
+        current.get(key) == version for key, version in recorded.items())
+    new_files = sorted(set(current) - set(recorded)) if kept else []
+    if kept and not new_files:
+        return TableUpdate(rows_before, UpdateKind.UNCHANGED)
+    if kept and isinstance(rule, ReplaceKeys):
+        rows, kind = _replace_keys(s, table, rule, dialect, new_files), UpdateKind.KEYS
+    else:
+        rows, kind, new_files = rebuild(s, table, dialect), UpdateKind.FULL, []
+    s.execute(f"DELETE FROM {relation(STAR_SOURCES)} WHERE table_name = ?", [table.name])
+    sql, params = dialect.insert_strings(
+        relation(STAR_SOURCES), [(table.name, key, version) for key, version in [*current.items(), (ROWS_MARK, str(rows))]])
+    s.execute(sql, params)
+    return TableUpdate(rows, kind, new_files=len(new_files))
+
+
+def _replace_keys(s, table: Table, rule: ReplaceKeys, dialect: Dialect, new_files: list[str]) -> int:
+    """Rebuild the rows of the keys that ``new_files`` hold; they replace the rows of the same primary key.
+
+    Every key of a new file yields a row of the rebuild (staging still holds that record), and only
+    files were added, so the rows replaced are exactly the rows of those keys."""
+    name = relation(table)
+    same_key = " AND ".join(f"r.{quote_ident(c)} = {name}.{quote_ident(c)}" for c in table.primary_key)
+    cols = ", ".join(quote_ident(c) for c in table.column_names)
+    s.execute(f"CREATE TEMP TABLE _new_files (source_file {dialect.column_type('varchar(1024)')})")
+    sql, params = dialect.insert_strings("_new_files", [(f,) for f in new_files])
+    s.execute(sql, params)
+    s.execute(f"CREATE TEMP TABLE _affected AS SELECT DISTINCT {', '.join(quote_ident(c) for c in rule.key)} "
+              f"FROM {relation(STAGING_EVENTS)} WHERE source_file IN (SELECT source_file FROM _new_files)")
+    s.execute(f"CREATE TEMP TABLE _rebuilt AS {render(table, dialect, affected='_affected')}")
+    s.execute(f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM _rebuilt AS r WHERE {same_key})")
+    s.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _rebuilt")
+    for temp in ("_rebuilt", "_affected", "_new_files"):
+        s.execute(f"DROP TABLE {temp}")
+    return _count(s, table)
+
+
+def _update_difference(s, table: Table, rule: Difference, dialect: Dialect) -> TableUpdate:
+    """Built in full when empty; else only the keys that came or went."""
+    name, of, key = relation(table), relation(TABLES[rule.of]), quote_ident(rule.key)
+    rows_before = _count(s, table)
+    if rows_before == 0:
+        return TableUpdate(rebuild(s, table, dialect), UpdateKind.FULL)
+    s.execute(f"DELETE FROM {name} WHERE NOT EXISTS (SELECT 1 FROM {of} AS o WHERE o.{key} = {name}.{key})")
+    removed = rows_before - _count(s, table)
+    s.execute(f"CREATE TEMP TABLE _affected AS SELECT DISTINCT o.{key} FROM {of} AS o "
+              f"WHERE o.{key} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {name} AS t WHERE t.{key} = o.{key})")
+    (added,), = s.execute("SELECT count(*) FROM _affected")
+    if added:
+        cols = ", ".join(quote_ident(c) for c in table.column_names)
+        s.execute(f"INSERT INTO {name} ({cols})\n{render(table, dialect, affected='_affected')}")
+    s.execute("DROP TABLE _affected")
+    return TableUpdate(_count(s, table), UpdateKind.DIFFERENCE, added=added, removed=removed, key=rule.key, of=rule.of)
