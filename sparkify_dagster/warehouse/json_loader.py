@@ -1,12 +1,14 @@
-"""The embedded engine's COPY: raw JSON files into a staging table with Redshift's rules.
+"""The embedded engine's COPY rules: raw JSON files into a staging table with Redshift's rules.
 
-Two stages, so that no record is held as a Python object and the typing rules run vectorised:
+Pure SQL builders and text helpers; the load that applies them, stage by stage and batch by batch, is
+``duckdb_load``. Two stages, so that no record is held as a Python object and the typing rules run
+vectorised:
 
 1. Framing: one candidate record per non-blank line, numbered by its physical line. A file that is
    valid UTF-8 (the usual case) is framed inside DuckDB: Python only strips a byte-order mark and
    checks the encoding, then DuckDB gets the whole text as one value (bound, or a big local file read
    by DuckDB itself), which ``FRAME_SQL`` splits into lines. No per-line Python object is made, so
-   the cost is DuckDB's, not the interpreter's (binding lines one by one cost ~5 µs a line). A file
+   the cost is DuckDB's, not the interpreter's (binding lines one by one cost far more). A file
    with invalid UTF-8 is framed in Python (``frame_lines``): each bad line is rejected with its line
    number and the others are bound as parameters. Files whose lines are not each one JSON value
    (pretty-printed objects spread over lines, objects back to back on one line) are re-framed with a
@@ -41,10 +43,10 @@ from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal
 
 BOM = b"\xef\xbb\xbf"
 RAW_TEXT_LIMIT = 1024
-# Files per batch, by size: DuckDB parallelises a scan by row groups of 122,880 rows, so a batch of a
-# few hundred thousand records keeps both cores busy (64 MB batches of 33k-record files typed on one
-# core: 256 MB cut the medium events load from 7.1 s to 5.2 s). Local files are read by DuckDB itself
-# (one file held by Python at a time); texts fetched from S3 are held in Python, so their batches stay small.
+# Files per batch, by size: DuckDB parallelises a scan by row groups of 122,880 rows, so a batch must
+# hold a few hundred thousand records to keep every core busy (a smaller one of a few big files is
+# typed on one core). Local files are read by DuckDB itself (one file held by Python at a time); texts
+# fetched from S3 are held in Python, so their batches stay small.
 # SPARKIFY_LOAD_BATCH_MB sets the local batch size (less memory, or progress lines more often).
 BATCH_BYTES = int(os.environ.get("SPARKIFY_LOAD_BATCH_MB") or 256) * 1024 * 1024
 REMOTE_BATCH_BYTES = 64 * 1024 * 1024
