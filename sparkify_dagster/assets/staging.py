@@ -26,7 +26,7 @@ STAGING_GROUP = "staging"
 STAGING_STEP = "staging"  # the op (and step) that loads both staging tables; its config: StagingLoadConfig
 WAREHOUSE_POOL = "sparkify_warehouse"
 # Where a raw record becomes a row: the embedded engine's COPY, and Redshift's.
-STAGING_CODE = ("warehouse/json_loader.py", "warehouse/redshift.py")
+STAGING_CODE = ("warehouse/duckdb_load.py", "warehouse/json_loader.py", "warehouse/redshift.py")
 
 
 class StagingLoadConfig(dg.Config):

@@ -171,7 +171,7 @@ class Warehouse(dg.ConfigurableResource):
                 raise
             s.execute("COMMIT")
 
-    def ensure_tables(self, tables: Sequence[Table] = ALL_TABLES + STATE_TABLES) -> list[str]:
+    def ensure_tables(self, tables: Sequence[Table] | None = None) -> list[str]:
         """Create missing tables; rebuild ones whose columns differ from the catalog (an older version).
 
         Every table is derived from the raw data, so a table with an outdated shape is dropped and
@@ -180,6 +180,8 @@ class Warehouse(dg.ConfigurableResource):
         Only what is missing or outdated gets DDL, and within a run each table is looked at once.
         Returns the tables rebuilt.
         """
+        if tables is None:  # the warehouse's own schema; the state of incremental updates where they run
+            tables = ALL_TABLES + (STATE_TABLES if self.incremental_star else ())
         wanted = {_key(t): t for t in tables}
         if self._in_run and set(wanted) <= self._ensured:
             return []

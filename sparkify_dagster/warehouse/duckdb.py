@@ -17,8 +17,9 @@ import duckdb
 from pydantic import PrivateAttr
 
 from sparkify_dagster.catalog import Table
+from sparkify_dagster.source import RawDataSource, RawFile
 from sparkify_dagster.warehouse import duckdb_load
-from sparkify_dagster.warehouse.base import LoadReport, TooManyLoadErrors, Warehouse, rollback
+from sparkify_dagster.warehouse.base import LoadReport, RunLog, TooManyLoadErrors, Warehouse, rollback
 from sparkify_dagster.warehouse.planning import plan_load
 from sparkify_dagster.warehouse.dialect import Dialect, DuckDBDialect, quote_literal
 
@@ -134,7 +135,7 @@ class DuckDBWarehouse(Warehouse):
             con.close()
 
     def load_staging(
-        self, table: Table, source: Any, files: Sequence[Any], load_id: str, log: Any,
+        self, table: Table, source: RawDataSource, files: Sequence[RawFile], load_id: str, log: RunLog,
         jsonpaths: Sequence[str] | None = None, full_refresh: bool = False,
         reload_keys: frozenset[str] = frozenset(),
     ) -> LoadReport:

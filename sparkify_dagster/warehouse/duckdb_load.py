@@ -34,14 +34,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import duckdb
 
 from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, Column, Table
-from sparkify_dagster.source import LocalFolderSource, RawFile
+from sparkify_dagster.source import LocalFolderSource, RawDataSource, RawFile
 from sparkify_dagster.warehouse import json_loader
-from sparkify_dagster.warehouse.base import LoadReport, Session
+from sparkify_dagster.warehouse.base import LoadReport, RunLog, Session
 from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal
 from sparkify_dagster.warehouse.planning import LoadPlan
 
@@ -66,14 +66,14 @@ class StagingLoad:
     paths: tuple[str, ...]  # DuckDB JSON path of each column's value in a record
     arrays: bool  # the paths come from a JSONPaths file: a record may also be a JSON array
     load_id: str
-    source: Any
+    source: RawDataSource
     local_root: Path | None  # the absolute folder of a local source (DuckDB can read its files), else None
     in_place_min_bytes: int  # local files at least this big are read by DuckDB itself (read_text)
 
     @classmethod
-    def of(cls, table: Table, source: Any, load_id: str, jsonpaths: Sequence[str] | None, *,
+    def of(cls, table: Table, source: RawDataSource, load_id: str, jsonpaths: Sequence[str] | None, *,
            in_place_min_bytes: int) -> "StagingLoad":
-        columns = tuple(c for c in table.columns if c.name != "source_file")
+        columns = tuple(table.copied_columns)
         paths = (
             tuple(json_loader.jsonpath_to_duckdb(p) for p in jsonpaths)
             if jsonpaths is not None
@@ -90,7 +90,7 @@ class StagingLoad:
 
 # --- 1. plan -------------------------------------------------------------------------------------
 
-def log_plan(load: StagingLoad, plan: LoadPlan, report: LoadReport, log: Any) -> None:
+def log_plan(load: StagingLoad, plan: LoadPlan, report: LoadReport, log: RunLog) -> None:
     """The plan in the report (files unchanged, files gone) and in the run log."""
     report.files_unchanged = plan.unchanged
     report.files_removed = len(set(plan.stale_keys) - {f.key for f in plan.to_load})
@@ -175,7 +175,7 @@ class Staged:
 
 
 def stage_batches(s: Session, scratch: Scratch, load: StagingLoad, files: Sequence[RawFile], *,
-                  log: Any, started: float) -> Staged:
+                  log: RunLog, started: float) -> Staged:
     """Frame and type ``files`` batch by batch into Parquet parts; the load's transaction gets their
     file list (``_files``: file_idx, source_file, file_version, file_size) for stage 4."""
     s.execute("CREATE OR REPLACE TEMP TABLE _files (file_idx INTEGER, source_file VARCHAR, "
@@ -271,7 +271,7 @@ def frame_batch(x: duckdb.DuckDBPyConnection, load: StagingLoad, files: list[tup
     return framed
 
 
-def read_local(root: Path, source: Any, key: str, size: int = 0) -> bytes:
+def read_local(root: Path, source: RawDataSource, key: str, size: int = 0) -> bytes:
     """A local file's bytes with os.open/os.read, one read when ``size`` (from the listing) is right
     (faster than ``open()`` or ``LocalFolderSource.read_bytes`` over many small files); a file that
     grew is read to its end. On any error the source reads it, so a failure is the source's own
