@@ -78,6 +78,9 @@ class Dialect:
     def epoch_ms_to_timestamp(self, expr: str) -> str:
         raise NotImplementedError
 
+    # Whether ``set_digest`` exists: without it, the incremental star update records every entry.
+    has_set_digest = False
+
     def set_digest(self, expr: str) -> str:
         """An aggregate of ``expr`` over rows that changes when any row changes, whatever their order
         (the incremental star update's digest of the song files' manifest)."""
@@ -105,6 +108,8 @@ class DuckDBDialect(Dialect):
 
     def epoch_ms_to_timestamp(self, expr: str) -> str:
         return f"epoch_ms({expr})"
+
+    has_set_digest = True
 
     def set_digest(self, expr: str) -> str:
         return f"coalesce(bit_xor(hash({expr})), 0)"

@@ -1,10 +1,11 @@
 """The production engine: Amazon Redshift through redshift-connector, staging by COPY from S3.
 
 Load plan (per staging load, inside one transaction):
-- events: one ``COPY … FORMAT AS JSON '<log_json_path.json>'`` per daily log file into a temp table,
-  then ``INSERT … SELECT`` into staging_events with the file's key, so every row keeps its source
-  file (a day is one small file; an incremental load is one COPY).
-- songs: one ``COPY … FORMAT AS JSON 'auto' MANIFEST`` of every song file (the song keys are
+- events: one ``COPY … FORMAT AS JSON '<log_json_path.json>'`` per new or changed daily log file into
+  a temp table, then ``INSERT … SELECT`` into staging_events with the file's key, so every row keeps
+  its source file; the rows of changed and vanished files are deleted by ``source_file`` first (the
+  plan is ``planning.plan_load``, the embedded engine's): a new day is one COPY whatever the history.
+- songs: when any song file changed, one ``COPY … FORMAT AS JSON 'auto' MANIFEST`` of every song file (the song keys are
   lowercase and equal the column names, so 'auto' maps them; a manifest instead of a prefix, so
   neighbouring keys are never picked up and ~15k small files load in one COPY). Rows carry the
   manifest's key as ``source_file``.
@@ -42,6 +43,7 @@ from sparkify_dagster.source import DEFAULT_EVENT_JSONPATHS, JSONPATHS_KEY, RawD
 from sparkify_dagster.text import digest, scrub
 from sparkify_dagster.warehouse.base import LoadReport, RunLog, TooManyLoadErrors, Warehouse, rollback
 from sparkify_dagster.warehouse.dialect import Dialect, RedshiftDialect, quote_ident, quote_literal, relation
+from sparkify_dagster.warehouse.planning import plan_load
 
 MANIFEST_PREFIX = "_sparkify_manifests/"
 _ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
@@ -126,6 +128,8 @@ class StagingScript:
 
     table: Table
     units: list[tuple[str, str]]
+    # The loaded_files entries whose rows the load replaces; None: every row of the table (a full load).
+    replaced: tuple[str, ...] | None = None
 
     @property
     def temp(self) -> str:
@@ -137,14 +141,25 @@ class StagingScript:
         return [self.table, LOAD_ERRORS, LOADED_FILES]
 
     def opening(self, dialect: Dialect) -> list[str]:
-        """The locks, a temp table to COPY into, and the old rows and bookkeeping removed."""
+        """The locks, a temp table to COPY into, and the rows and bookkeeping the load replaces removed
+        (all of them, or those of the ``replaced`` entries: changed or vanished files, and files about
+        to be loaded again, whose rejects of a failed earlier load go too)."""
         lit = quote_literal(self.table.name)
-        return [
-            *dialect.lock_statements(self.locks),
-            f"CREATE TEMP TABLE {self.temp} (LIKE {relation(self.table)})",
-            f"DELETE FROM {relation(self.table)}",
-            f"DELETE FROM {relation(LOAD_ERRORS)} WHERE table_name = {lit}",
-            f"DELETE FROM {relation(LOADED_FILES)} WHERE table_name = {lit}",
+        out = [*dialect.lock_statements(self.locks), f"CREATE TEMP TABLE {self.temp} (LIKE {relation(self.table)})"]
+        if self.replaced is None:
+            return out + [
+                f"DELETE FROM {relation(self.table)}",
+                f"DELETE FROM {relation(LOAD_ERRORS)} WHERE table_name = {lit}",
+                f"DELETE FROM {relation(LOADED_FILES)} WHERE table_name = {lit}",
+            ]
+        if not self.replaced:
+            return out
+        # Keys are listed S3 keys, checked like a COPY path (no quote can reach the literal unescaped).
+        keys = ", ".join(quote_literal(k) for k in self.replaced if checked_s3_uri(f"s3://bucket/{k}"))
+        return out + [
+            f"DELETE FROM {relation(self.table)} WHERE source_file IN ({keys})",
+            f"DELETE FROM {relation(LOAD_ERRORS)} WHERE table_name = {lit} AND source_file IN ({keys})",
+            f"DELETE FROM {relation(LOADED_FILES)} WHERE table_name = {lit} AND source_file IN ({keys})",
         ]
 
     def clear(self) -> str:
@@ -249,6 +264,10 @@ class RedshiftWarehouse(Warehouse):
     def kind(self) -> str:
         return "redshift"
 
+    @property
+    def incremental_star(self) -> bool:
+        return True
+
     def describe(self) -> str:
         return f"redshift://{self.user}@{self.host}:{self.port}/{self.database}"
 
@@ -310,21 +329,38 @@ class RedshiftWarehouse(Warehouse):
     ) -> LoadReport:
         """COPY the files into ``table`` in one transaction; rejects from stl_load_errors to load_errors.
 
-        When the raw files are exactly those of the last load (same keys and versions) nothing is
-        done; otherwise the table is reloaded whole (per-day incremental COPY is not implemented yet).
+        A table copied per file (events) is planned against the load manifest like the embedded
+        engine's: one COPY per new or changed file, none for unchanged ones, the rows of changed or
+        vanished files removed by ``source_file``. A table loaded by one manifest (songs) is reloaded
+        whole when any of its files changed, and left as it is otherwise.
         """
         started = time.monotonic()
         report = LoadReport(table=table.name)
         versions = {f.key: f.version for f in files}
         with self.session() as s:
             loaded = self.loaded_versions(s, table)
-        if not full_refresh and not reload_keys and self._unchanged(table, loaded, versions):
+        replaced: tuple[str, ...] | None = None
+        if table.raw.copy_per_file:
+            plan = plan_load(loaded, files, full_refresh=full_refresh, reload_keys=reload_keys)
+            report.files_unchanged = plan.unchanged
+            report.files_removed = len(set(plan.stale_keys) - {f.key for f in plan.to_load})
+            if plan.is_empty:
+                log.info(f"{table.name}: all {len(files):,} files unchanged since the last load")
+                return report
+            log.info(f"{table.name}: {len(plan.to_load):,} new or changed files to COPY, {plan.unchanged:,} "
+                     f"unchanged, {report.files_removed:,} gone from the source")
+            files = plan.to_load
+            if not full_refresh:
+                replaced = tuple(sorted(set(plan.stale_keys) | {f.key for f in files}))
+        elif not full_refresh and loaded and list(loaded.values()) == [digest(versions)]:
             report.files_unchanged = len(files)
             log.info(f"{table.name}: all {len(files):,} files unchanged since the last load")
             return report
+        elif not full_refresh and not loaded and not files:
+            return report
         script = self.staging_script(table, files, source.s3_uri, self._jsonpaths_uri(table, source),
                                      self._manifest_key(table, source, files, load_id),
-                                     self._event_manifests(table, source, files, load_id))
+                                     self._event_manifests(table, source, files, load_id), replaced=replaced)
         units = script.units
         root = source.s3_uri("")  # stl_load_errors names files by their full s3:// URL
         unit_key = units[0][0] if units else ""
@@ -388,7 +424,7 @@ class RedshiftWarehouse(Warehouse):
 
     def staging_script(self, table: Table, files: Sequence[RawFile], s3_uri: Callable[[str], str],
                        jsonpaths_uri: str | None, manifest_key: str | None,
-                       event_manifests: dict[str, str]) -> StagingScript:
+                       event_manifests: dict[str, str], replaced: tuple[str, ...] | None = None) -> StagingScript:
         """The load's statements, with its (source_file, COPY) units: one per file where the table's
         raw input is copied per file (a day of events), else one manifest of every file (songs). Pure.
 
@@ -404,7 +440,7 @@ class RedshiftWarehouse(Warehouse):
                 checked_s3_uri(s3_uri(f.key))  # a refusal names the object, not its manifest
                 units.append((f.key, copy_sql(temp, columns, s3_uri(event_manifests[f.key]),
                                               json_option=jsonpaths_uri, manifest=True, **common)))
-            return StagingScript(table, units)
+            return StagingScript(table, units, replaced)
         if not files:  # every song file gone: the table is emptied, there is nothing to COPY
             return StagingScript(table, [])
         return StagingScript(table, [(manifest_key, copy_sql(temp, columns, s3_uri(manifest_key), json_option="auto",
@@ -448,13 +484,6 @@ class RedshiftWarehouse(Warehouse):
             "WHERE session = pg_backend_pid() AND query > ?) ORDER BY filename, line_number",
             [after_query],
         )
-
-    @staticmethod
-    def _unchanged(table: Table, loaded: dict[str, str], versions: dict[str, str]) -> bool:
-        """loaded_files holds one row per log file, or one row per manifest with a digest of its files."""
-        if table.raw.copy_per_file:
-            return loaded == versions
-        return list(loaded.values()) == ([digest(versions)] if versions else [])
 
     @staticmethod
     def _record(s: _RedshiftSession, table: Table, unit_key: str, staged: int, errors: list, load_id: str,

@@ -15,8 +15,9 @@ one full load. How much of that rebuild a run needs is the table's catalog ``upd
   keys new to it are built (two anti-joins, not a rebuild of every row).
 
 What a table was built from is recorded in ``star_sources`` in the same transaction as the table.
-Written against the ``Session`` and the dialect only; an engine opts in with
-``Warehouse.incremental_star`` (until then every table is rebuilt in full there).
+Written against the ``Session`` and the dialect only, in SQL both engines run (non-correlated IN /
+NOT IN on one-column keys, temp tables dropped before COMMIT); an engine opts in with
+``Warehouse.incremental_star`` (both do; one that does not rebuilds every table in full).
 """
 
 from __future__ import annotations
@@ -79,12 +80,14 @@ def rebuild(s, table: Table, dialect: Dialect) -> int:
 
 
 def current_sources(s, table: Table, dialect: Dialect) -> dict[str, str]:
-    """What ``table`` would be built from now: each log file -> version@load; for a staging table
-    loaded by manifest (songs), one row "#<table>" -> count:digest of its manifest entries."""
+    """What ``table`` would be built from now: each loaded_files entry -> version@load, or, for a staging
+    table with an entry per song file, one row "#<table>" -> count:digest of those entries."""
     manifest = relation(LOADED_FILES)
     current: dict[str, str] = {}
     for staging in staging_sources(table):
-        if staging.raw.copy_per_file:  # one entry per log file
+        # One entry per file (log files), or every entry of an engine without a set digest (Redshift:
+        # its song manifest is one entry); else one digest of the many entries (a song file each).
+        if staging.raw.copy_per_file or not dialect.has_set_digest:
             current.update(dict(s.execute(
                 f"SELECT source_file, file_version || '@' || load_id FROM {manifest} WHERE table_name = ?",
                 [staging.name])))
@@ -106,6 +109,7 @@ def update(s, table: Table, dialect: Dialect) -> TableUpdate:
     current = current_sources(s, table, dialect)
     recorded = dict(s.execute(f"SELECT source_file, file_version FROM {relation(STAR_SOURCES)} WHERE table_name = ?",
                               [table.name]))
+    previous = dict(recorded)
     rows_before = _count(s, table)
     kept = recorded.pop(ROWS_MARK, None) == str(rows_before) and all(
         current.get(key) == version for key, version in recorded.items())
@@ -116,11 +120,22 @@ def update(s, table: Table, dialect: Dialect) -> TableUpdate:
         rows, kind = _replace_keys(s, table, rule, dialect, new_files), UpdateKind.KEYS
     else:
         rows, kind, new_files = rebuild(s, table, dialect), UpdateKind.FULL, []
-    s.execute(f"DELETE FROM {relation(STAR_SOURCES)} WHERE table_name = ?", [table.name])
-    sql, params = dialect.insert_strings(
-        relation(STAR_SOURCES), [(table.name, key, version) for key, version in [*current.items(), (ROWS_MARK, str(rows))]])
-    s.execute(sql, params)
+    _record_sources(s, table, dialect, previous, {**current, ROWS_MARK: str(rows)})
     return TableUpdate(rows, kind, new_files=len(new_files))
+
+
+def _record_sources(s, table: Table, dialect: Dialect, previous: dict[str, str], now: dict[str, str]) -> None:
+    """Bring the table's star_sources rows from ``previous`` to ``now``, writing only the entries that
+    changed (a new day writes a few rows, not one per day of history)."""
+    stale = sorted(k for k in previous if previous[k] != now.get(k))
+    fresh = [(table.name, k, v) for k, v in now.items() if previous.get(k) != v]
+    for start in range(0, len(stale), 500):  # a bounded parameter list per statement
+        chunk = stale[start:start + 500]
+        s.execute(f"DELETE FROM {relation(STAR_SOURCES)} WHERE table_name = ? AND source_file IN "
+                  f"({', '.join(['?'] * len(chunk))})", [table.name, *chunk])
+    if fresh:
+        sql, params = dialect.insert_strings(relation(STAR_SOURCES), fresh)
+        s.execute(sql, params)
 
 
 def _replace_keys(s, table: Table, rule: ReplaceKeys, dialect: Dialect, new_files: list[str]) -> int:
@@ -129,7 +144,7 @@ def _replace_keys(s, table: Table, rule: ReplaceKeys, dialect: Dialect, new_file
     Every key of a new file yields a row of the rebuild (staging still holds that record), and only
     files were added, so the rows replaced are exactly the rows of those keys."""
     name = relation(table)
-    same_key = " AND ".join(f"r.{quote_ident(c)} = {name}.{quote_ident(c)}" for c in table.primary_key)
+    (key,) = [quote_ident(c) for c in table.primary_key]  # one-column keys: IN, not a correlated subquery
     cols = ", ".join(quote_ident(c) for c in table.column_names)
     s.execute(f"CREATE TEMP TABLE _new_files (source_file {dialect.column_type('varchar(1024)')})")
     sql, params = dialect.insert_strings("_new_files", [(f,) for f in new_files])
@@ -137,7 +152,7 @@ def _replace_keys(s, table: Table, rule: ReplaceKeys, dialect: Dialect, new_file
     s.execute(f"CREATE TEMP TABLE _affected AS SELECT DISTINCT {', '.join(quote_ident(c) for c in rule.key)} "
               f"FROM {relation(STAGING_EVENTS)} WHERE source_file IN (SELECT source_file FROM _new_files)")
     s.execute(f"CREATE TEMP TABLE _rebuilt AS {render(table, dialect, affected='_affected')}")
-    s.execute(f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM _rebuilt AS r WHERE {same_key})")
+    s.execute(f"DELETE FROM {name} WHERE {key} IN (SELECT {key} FROM _rebuilt)")
     s.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM _rebuilt")
     for temp in ("_rebuilt", "_affected", "_new_files"):
         s.execute(f"DROP TABLE {temp}")
@@ -150,10 +165,11 @@ def _update_difference(s, table: Table, rule: Difference, dialect: Dialect) -> T
     rows_before = _count(s, table)
     if rows_before == 0:
         return TableUpdate(rebuild(s, table, dialect), UpdateKind.FULL)
-    s.execute(f"DELETE FROM {name} WHERE NOT EXISTS (SELECT 1 FROM {of} AS o WHERE o.{key} = {name}.{key})")
+    # The key is never null in the table (its primary key), so NOT IN is the anti-join on both engines.
+    s.execute(f"DELETE FROM {name} WHERE {key} NOT IN (SELECT {key} FROM {of} WHERE {key} IS NOT NULL)")
     removed = rows_before - _count(s, table)
-    s.execute(f"CREATE TEMP TABLE _affected AS SELECT DISTINCT o.{key} FROM {of} AS o "
-              f"WHERE o.{key} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {name} AS t WHERE t.{key} = o.{key})")
+    s.execute(f"CREATE TEMP TABLE _affected AS SELECT DISTINCT {key} FROM {of} "
+              f"WHERE {key} IS NOT NULL AND {key} NOT IN (SELECT {key} FROM {name})")
     (added,), = s.execute("SELECT count(*) FROM _affected")
     if added:
         cols = ", ".join(quote_ident(c) for c in table.column_names)
