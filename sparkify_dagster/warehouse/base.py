@@ -23,7 +23,7 @@ import time
 import dagster as dg
 from pydantic import PrivateAttr
 
-from sparkify_dagster.catalog import ALL_TABLES, BOOKKEEPING_TABLES, STAGING_TABLES, STAR_SOURCES, STATE_TABLES, Table
+from sparkify_dagster.catalog import ALL_TABLES, BOOKKEEPING_TABLES, STAGING_TABLES, STATE_TABLES, Table
 from sparkify_dagster.source import RawDataSource, RawFile
 from sparkify_dagster.warehouse import star_update
 from sparkify_dagster.warehouse.dialect import Dialect, quote_ident, relation
@@ -80,6 +80,11 @@ def rollback(s: Session, cause: BaseException) -> bool:
 def _key(table: Table) -> tuple[str, str]:
     """(schema, name) as information_schema names them ('' for the warehouse's default schema)."""
     return (table.schema or "", table.name)
+
+
+# A deadlock between a reader and a writer's LOCK is broken by the server ending one of them.
+LOCK_ATTEMPTS = 4
+DEADLOCK_PAUSE_SECONDS = 0.5
 
 
 class TooManyLoadErrors(Exception):
@@ -157,14 +162,12 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextmanager
     def transaction(self, locks: Sequence[Table] = ()) -> Iterator[Session]:
-        """One transaction; ``locks``: the tables it writes, locked first where the engine needs it
+        """One transaction; ``locks``: every table it touches, locked first where the engine needs it
         (Redshift: concurrent writers then wait instead of failing with a serializable isolation
-        violation)."""
+        violation; all of them at once, in one order, so no two transactions wait for each other)."""
         with self.session() as s:
-            s.execute("BEGIN")
+            self.begin_locked(s, locks)
             try:
-                for statement in self.dialect.lock_statements(locks):
-                    s.execute(statement)
                 yield s
             except BaseException as exc:
                 rollback(s, exc)
@@ -228,18 +231,45 @@ class Warehouse(dg.ConfigurableResource):
         catalog ``update`` rule where the engine supports it, else rebuilt in full."""
         if not self.incremental_star:
             return TableUpdate(self.rebuild_table(table), UpdateKind.FULL)
-        with self.transaction(locks=[table, STAR_SOURCES]) as s:
+        with self.transaction(locks=star_update.touched(table)) as s:
             return star_update.update(s, table, self.dialect)
 
     def rebuild_table(self, table: Table) -> int:
         """Rebuild a star or analytics table in full from its SQL file, atomically (DELETE + INSERT in
         one transaction); returns its row count."""
-        with self.transaction(locks=[table]) as s:
+        with self.transaction(locks=star_update.touched(table, state=False)) as s:
             return star_update.rebuild(s, table, self.dialect)
 
+    def begin_locked(self, s: Session, locks: Sequence[Table]) -> None:
+        """BEGIN, then the locks. A lock caught in a deadlock (with a reader holding one of the tables
+        while it waits for another) has changed nothing yet: it is taken again after a pause."""
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            s.execute("BEGIN")
+            try:
+                for statement in self.dialect.lock_statements(locks):
+                    s.execute(statement)
+                return
+            except Exception as exc:
+                rollback(s, exc)
+                if attempt == LOCK_ATTEMPTS or not self.is_deadlock(exc):
+                    raise
+                time.sleep(DEADLOCK_PAUSE_SECONDS * attempt)
+
+    def is_deadlock(self, exc: BaseException) -> bool:
+        """Whether the server ended a statement to break a deadlock (safe to run it again)."""
+        return False
+
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
-        with self.session() as s:
-            return s.execute(sql, params)
+        """One read (checks, previews). A read that a deadlock ended changed nothing: it runs again."""
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            try:
+                with self.session() as s:
+                    return s.execute(sql, params)
+            except Exception as exc:
+                if attempt == LOCK_ATTEMPTS or not self.is_deadlock(exc):
+                    raise
+                time.sleep(DEADLOCK_PAUSE_SECONDS * attempt)
+        raise AssertionError("unreachable")
 
     def row_count(self, table: Table) -> int:
         return self.query(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]

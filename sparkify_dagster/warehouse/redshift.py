@@ -141,11 +141,15 @@ class StagingScript:
         return [self.table, LOAD_ERRORS, LOADED_FILES]
 
     def opening(self, dialect: Dialect) -> list[str]:
-        """The locks, a temp table to COPY into, and the rows and bookkeeping the load replaces removed
-        (all of them, or those of the ``replaced`` entries: changed or vanished files, and files about
-        to be loaded again, whose rejects of a failed earlier load go too)."""
+        """The locks, then ``setup``."""
+        return [*dialect.lock_statements(self.locks), *self.setup()]
+
+    def setup(self) -> list[str]:
+        """A temp table to COPY into, and the rows and bookkeeping the load replaces removed (all of
+        them, or those of the ``replaced`` entries: changed or vanished files, and files about to be
+        loaded again, whose rejects of a failed earlier load go too)."""
         lit = quote_literal(self.table.name)
-        out = [*dialect.lock_statements(self.locks), f"CREATE TEMP TABLE {self.temp} (LIKE {relation(self.table)})"]
+        out = [f"CREATE TEMP TABLE {self.temp} (LIKE {relation(self.table)})"]
         if self.replaced is None:
             return out + [
                 f"DELETE FROM {relation(self.table)}",
@@ -268,6 +272,10 @@ class RedshiftWarehouse(Warehouse):
     def incremental_star(self) -> bool:
         return True
 
+    def is_deadlock(self, exc: BaseException) -> bool:
+        cause = exc if _fields(exc) else exc.__cause__
+        return cause is not None and _fields(cause).get("C") == "40P01"
+
     def describe(self) -> str:
         return f"redshift://{self.user}@{self.host}:{self.port}/{self.database}"
 
@@ -368,10 +376,10 @@ class RedshiftWarehouse(Warehouse):
         # MAXERROR only bounds that COPY, so the load's total is checked here after every COPY.
         rejects: list[tuple[str, tuple]] = []  # (load unit, reject) of this load so far
         with self.session() as s:
-            s.execute("BEGIN")
+            self.begin_locked(s, script.locks)
             in_copy, last_copy_id = False, -1  # the failing statement was a COPY; the last COPY that loaded
             try:
-                for statement in script.opening(self.dialect):
+                for statement in script.setup():
                     s.execute(statement)
                 for done, (unit_key, copy) in enumerate(units, start=1):
                     s.execute(script.clear())

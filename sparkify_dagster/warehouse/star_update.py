@@ -68,6 +68,15 @@ class TableUpdate:
                                       key=self.key, of=self.of)
 
 
+def touched(table: Table, state: bool = True) -> list[Table]:
+    """Every table an update of ``table`` reads or writes: locked together at its start (Redshift), so
+    two runs' transactions never hold one each of two tables while waiting for the other."""
+    reads = [TABLES[name] for name in table.built_from if name in TABLES]
+    if state:
+        reads += [STAR_SOURCES, LOADED_FILES, *staging_sources(table)]
+    return [table, *reads]
+
+
 def _count(s, table: Table) -> int:
     return s.execute(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]
 
