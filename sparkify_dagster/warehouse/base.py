@@ -12,10 +12,10 @@ star or analytics table up to date with what it is built from), ``query``. Each 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import threading
 import time
@@ -82,6 +82,7 @@ def _key(table: Table) -> tuple[str, str]:
     return (table.schema or "", table.name)
 
 
+T = TypeVar("T")
 # A deadlock between a reader and a writer's LOCK is broken by the server ending one of them.
 LOCK_ATTEMPTS = 4
 DEADLOCK_PAUSE_SECONDS = 0.5
@@ -243,17 +244,29 @@ class Warehouse(dg.ConfigurableResource):
     def begin_locked(self, s: Session, locks: Sequence[Table]) -> None:
         """BEGIN, then the locks. A lock caught in a deadlock (with a reader holding one of the tables
         while it waits for another) has changed nothing yet: it is taken again after a pause."""
-        for attempt in range(1, LOCK_ATTEMPTS + 1):
+
+        def begin() -> None:
             s.execute("BEGIN")
             try:
                 for statement in self.dialect.lock_statements(locks):
                     s.execute(statement)
-                return
             except Exception as exc:
                 rollback(s, exc)
+                raise
+
+        self._again_after_deadlock(begin)
+
+    def _again_after_deadlock(self, attempt_once: Callable[[], T]) -> T:
+        """``attempt_once()``, run again (after a growing pause) while a deadlock ends it; it must
+        change nothing when it fails."""
+        for attempt in range(1, LOCK_ATTEMPTS + 1):
+            try:
+                return attempt_once()
+            except Exception as exc:
                 if attempt == LOCK_ATTEMPTS or not self.is_deadlock(exc):
                     raise
                 time.sleep(DEADLOCK_PAUSE_SECONDS * attempt)
+        raise AssertionError("unreachable")
 
     def is_deadlock(self, exc: BaseException) -> bool:
         """Whether the server ended a statement to break a deadlock (safe to run it again)."""
@@ -261,15 +274,12 @@ class Warehouse(dg.ConfigurableResource):
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """One read (checks, previews). A read that a deadlock ended changed nothing: it runs again."""
-        for attempt in range(1, LOCK_ATTEMPTS + 1):
-            try:
-                with self.session() as s:
-                    return s.execute(sql, params)
-            except Exception as exc:
-                if attempt == LOCK_ATTEMPTS or not self.is_deadlock(exc):
-                    raise
-                time.sleep(DEADLOCK_PAUSE_SECONDS * attempt)
-        raise AssertionError("unreachable")
+
+        def read() -> list[tuple]:
+            with self.session() as s:
+                return s.execute(sql, params)
+
+        return self._again_after_deadlock(read)
 
     def row_count(self, table: Table) -> int:
         return self.query(f"SELECT COUNT(*) FROM {relation(table)}")[0][0]

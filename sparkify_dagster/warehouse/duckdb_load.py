@@ -93,7 +93,7 @@ class StagingLoad:
 def log_plan(load: StagingLoad, plan: LoadPlan, report: LoadReport, log: RunLog) -> None:
     """The plan in the report (files unchanged, files gone) and in the run log."""
     report.files_unchanged = plan.unchanged
-    report.files_removed = len(set(plan.stale_keys) - {f.key for f in plan.to_load})
+    report.files_removed = plan.removed
     log.info(
         f"{load.table.name}: {len(plan.to_load):,} new or changed files to load, {plan.unchanged:,} "
         f"unchanged, {report.files_removed:,} gone from the source"
@@ -110,7 +110,7 @@ def delete_stale(s: Session, load: StagingLoad, plan: LoadPlan, *, full_refresh:
         s.execute(f"DELETE FROM {_ERRORS} WHERE table_name = ?", [table.name])
         s.execute(f"DELETE FROM {_MANIFEST} WHERE table_name = ?", [table.name])
     elif plan.stale_keys or plan.to_load:
-        stale = sorted(set(plan.stale_keys) | {f.key for f in plan.to_load})
+        stale = plan.replaced
         s.execute("CREATE OR REPLACE TEMP TABLE _stale AS SELECT unnest(?::VARCHAR[]) AS source_file", [stale])
         s.execute(f"DELETE FROM {name} WHERE source_file IN (SELECT source_file FROM _stale)")
         for book in (_ERRORS, _MANIFEST):

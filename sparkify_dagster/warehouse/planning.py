@@ -23,6 +23,17 @@ class LoadPlan:
     def is_empty(self) -> bool:
         return not self.to_load and not self.stale_keys
 
+    @property
+    def removed(self) -> int:
+        """Files whose rows go and are not loaded again: gone from the source."""
+        return len(set(self.stale_keys) - {f.key for f in self.to_load})
+
+    @property
+    def replaced(self) -> list[str]:
+        """Every file whose rows, rejects and manifest entry the load removes first: changed or vanished
+        files, and files loaded again (whose rejects of a failed earlier load go too)."""
+        return sorted(set(self.stale_keys) | {f.key for f in self.to_load})
+
 
 def plan_load(loaded: dict[str, str], files: Sequence[RawFile], *, full_refresh: bool = False,
               reload_keys: set[str] | frozenset[str] = frozenset()) -> LoadPlan:

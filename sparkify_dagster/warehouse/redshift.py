@@ -351,7 +351,7 @@ class RedshiftWarehouse(Warehouse):
         if table.raw.copy_per_file:
             plan = plan_load(loaded, files, full_refresh=full_refresh, reload_keys=reload_keys)
             report.files_unchanged = plan.unchanged
-            report.files_removed = len(set(plan.stale_keys) - {f.key for f in plan.to_load})
+            report.files_removed = plan.removed
             if plan.is_empty:
                 log.info(f"{table.name}: all {len(files):,} files unchanged since the last load")
                 return report
@@ -359,7 +359,7 @@ class RedshiftWarehouse(Warehouse):
                      f"unchanged, {report.files_removed:,} gone from the source")
             files = plan.to_load
             if not full_refresh:
-                replaced = tuple(sorted(set(plan.stale_keys) | {f.key for f in files}))
+                replaced = tuple(plan.replaced)
         elif not full_refresh and loaded and list(loaded.values()) == [digest(versions)]:
             report.files_unchanged = len(files)
             log.info(f"{table.name}: all {len(files):,} files unchanged since the last load")

@@ -68,11 +68,18 @@ class TableUpdate:
                                       key=self.key, of=self.of)
 
 
-def touched(table: Table, state: bool = True) -> list[Table]:
+def tracks_sources(table: Table) -> bool:
+    """Whether updating ``table`` compares what it was built from (``star_sources``, ``loaded_files``)."""
+    rule = table.update
+    return isinstance(rule, ReplaceKeys) or (isinstance(rule, Rebuild) and rule.skip_unchanged)
+
+
+def touched(table: Table, state: bool | None = None) -> list[Table]:
     """Every table an update of ``table`` reads or writes: locked together at its start (Redshift), so
-    two runs' transactions never hold one each of two tables while waiting for the other."""
+    two runs' transactions never hold one each of two tables while waiting for the other. ``state``
+    (default: the table's rule tracks its sources): also the bookkeeping the comparison reads."""
     reads = [TABLES[name] for name in table.built_from if name in TABLES]
-    if state:
+    if tracks_sources(table) if state is None else state:
         reads += [STAR_SOURCES, LOADED_FILES, *staging_sources(table)]
     return [table, *reads]
 
@@ -113,7 +120,7 @@ def update(s, table: Table, dialect: Dialect) -> TableUpdate:
     rule = table.update
     if isinstance(rule, Difference):
         return _update_difference(s, table, rule, dialect)
-    if isinstance(rule, Rebuild) and not rule.skip_unchanged:
+    if not tracks_sources(table):
         return TableUpdate(rebuild(s, table, dialect), UpdateKind.FULL)
     current = current_sources(s, table, dialect)
     recorded = dict(s.execute(f"SELECT source_file, file_version FROM {relation(STAR_SOURCES)} WHERE table_name = ?",
