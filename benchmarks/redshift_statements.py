@@ -1,13 +1,15 @@
 """What a run costs on the Redshift path, counted by the stand-in's statement log (no cluster needed).
 
     python benchmarks/redshift_statements.py [--data ../shared/data/udacity-sample | --days 365] [--code DIR]
+                                             [--serverless]
 
 Starts the Redshift stand-in (PostgreSQL behind the TLS proxy; needs PostgreSQL's server binaries) and a
 moto S3 server, uploads the data, and runs ``dagster asset materialize -m sparkify_dagster --select '*'``
 with SPARKIFY_TARGET=redshift: a first load, a run with nothing new, and a run after one more day
 arrives (the data minus its last day first). ``--days N`` generates N days instead (sparkify-generate,
 small days, so the stand-in's emulated COPY stays quick); ``--code DIR`` runs the project found there
-(e.g. a checkout of an older commit) for a before/after. Prints one markdown row per run: connections
+(e.g. a checkout of an older commit) for a before/after; ``--serverless`` runs the stand-in as a
+Serverless workgroup (no STL views) and names one (REDSHIFT_WORKGROUP). Prints one markdown row per run: connections
 opened, statements executed, of them CREATE TABLE, COPY and LOCK, the rows the run inserted and deleted
 in the warehouse's tables (PostgreSQL's own counters), and the wall time.
 """
@@ -55,6 +57,7 @@ def main() -> int:
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "udacity-sample"))
     parser.add_argument("--days", type=int, help="generate this many days (small) instead of --data")
     parser.add_argument("--code", type=Path, help="the project checkout to run (default: this one)")
+    parser.add_argument("--serverless", action="store_true", help="the stand-in as a Serverless workgroup")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="redshift-cost-"))
     data = Path(args.data)
@@ -70,7 +73,7 @@ def main() -> int:
     moto.start()
     host, port = moto.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    standin = RedshiftStandin(aws_endpoint_url=endpoint).start()
+    standin = RedshiftStandin(aws_endpoint_url=endpoint, serverless=args.serverless).start()
     try:
         s3 = s3_client(endpoint)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
@@ -78,6 +81,8 @@ def main() -> int:
         env = redshift_env(standin, endpoint, f"s3://{BUCKET}/raw", standin.create_copy_role(), tmp / "home")
         if args.code:
             env["PYTHONPATH"] = str(args.code.resolve())
+        if args.serverless:
+            env["REDSHIFT_WORKGROUP"] = "sparkify-wg"
         rows = []
         for label, before in [(f"first load ({len(days) - 1} days)", None), ("nothing new", None),
                               ("one more day", lambda: upload_tree(s3, BUCKET, data, "raw"))]:

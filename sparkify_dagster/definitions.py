@@ -80,13 +80,17 @@ def build_resources(target: str) -> dict:
         from sparkify_dagster.source_s3 import S3Source
 
         settings = load_settings()
-        # The password reaches the resource only through dg.EnvVar, so the UI and the run storage show
-        # the variable's name, never its value (a dwh.cfg password is exported to this process first).
-        os.environ.setdefault("REDSHIFT_PASSWORD", settings.password or "")
+        password = None
+        if settings.auth == "password":
+            # The password reaches the resource only through dg.EnvVar, so the UI and the run storage show
+            # the variable's name, never its value (a dwh.cfg password is exported to this process first).
+            os.environ.setdefault("REDSHIFT_PASSWORD", settings.password or "")
+            password = dg.EnvVar("REDSHIFT_PASSWORD")
         return {
             "warehouse": RedshiftWarehouse(
                 host=settings.host, port=settings.port, database=settings.database, user=settings.user,
-                password=dg.EnvVar("REDSHIFT_PASSWORD"), iam_role_arn=settings.iam_role_arn,
+                password=password, auth=settings.auth, cluster_identifier=settings.cluster_id,
+                workgroup=settings.workgroup, iam_role_arn=settings.iam_role_arn,
                 region=settings.region, max_errors=_max_errors(), sslmode=settings.sslmode,
             ),
             "raw_data": S3Source(uri=settings.data_uri, s3=S3Resource(region_name=settings.region)),

@@ -491,6 +491,10 @@ class FakeRedshift:
         self.db = duckdb.connect()
         self.db.execute("CREATE TABLE stl_load_errors (query BIGINT, session INTEGER, filename VARCHAR, "
                         "line_number BIGINT, colname VARCHAR, err_reason VARCHAR, raw_line VARCHAR)")
+        # SYS views number queries apart from STL (docs, STL_QUERY: "not the same identifier").
+        self.db.execute("CREATE VIEW sys_load_error_detail AS SELECT query + 1000000 AS query_id, "
+                        "session AS session_id, filename AS file_name, line_number, colname AS column_name, "
+                        "err_reason AS error_message FROM stl_load_errors")
         self.db.execute("CREATE TABLE _copy_state (id BIGINT, n BIGINT)")
         self.db.execute("INSERT INTO _copy_state VALUES (-1, 0)")
         self.db.execute(f"CREATE MACRO pg_backend_pid() AS {self.SESSION}")
@@ -543,7 +547,7 @@ class _FakeCursor:
             conn.copy(error)
         elif error is not None:
             raise error
-        elif "stl_load_errors" in sql or "pg_last_copy" in sql:
+        elif "stl_load_errors" in sql or "sys_load_error_detail" in sql or "pg_last_copy" in sql:
             cur = conn.db.execute(sql, params)
             self.description, self.rows = cur.description, cur.fetchall()
         elif sql.startswith("SELECT source_file, file_version"):

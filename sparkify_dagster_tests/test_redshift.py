@@ -158,6 +158,7 @@ class FakeConnection:
     def __init__(self, copy_counts, errors_by_copy, fail_on_copy=None):
         self.statements, self.copy_counts, self.errors_by_copy = [], list(copy_counts), list(errors_by_copy)
         self.fail_on_copy, self.copies, self.autocommit, self.closed = fail_on_copy, 0, False, False
+        self.failed, self.last_rejects = False, []
 
     def cursor(self):
         return FakeCursor(self)
@@ -173,18 +174,24 @@ class FakeCursor:
     def execute(self, sql, params=None):
         self.conn.statements.append((sql, params))
         self.description, self.rows = None, []
+        conn = self.conn
         if sql.startswith("COPY"):
-            self.conn.copies += 1
-            if self.conn.copies == self.conn.fail_on_copy:
+            conn.copies += 1
+            if conn.copies == conn.fail_on_copy:
+                conn.failed = True
                 raise RuntimeError("Load into table failed. Check 'stl_load_errors' system table for details.")
         elif "pg_last_copy_count" in sql:
-            self.description, self.rows = [("n", "id")], [(self.conn.copy_counts.pop(0), self.conn.copies)]
-        elif "stl_load_errors" in sql:
-            self.description = [("f",)]
-            if "pg_backend_pid" in sql:
-                self.rows = [("s3://bkt/p/log_data/2018/11/2018-11-02-events.json", 7, "ts", "Invalid digit", "{}")]
-            else:
-                self.rows = self.conn.errors_by_copy.pop(0)
+            self.description, self.rows = [("n",)], [(conn.copy_counts.pop(0),)]
+        elif "COALESCE(MAX(query_id)" in sql or sql == "SELECT pg_last_copy_id()":
+            self.description, self.rows = [("id",)], [(0,)]
+        elif "FROM sys_load_error_detail" in sql:  # this COPY's rejects (a failed one's after the rollback)
+            failed = [("s3://bkt/p/log_data/2018/11/2018-11-02-events.json", 7, "ts", "Invalid digit", "{}")]
+            conn.last_rejects = failed if conn.failed else conn.errors_by_copy.pop(0)
+            self.description = [("query_id",)]
+            self.rows = [(conn.copies, *e[:4]) for e in conn.last_rejects]
+        elif "FROM stl_load_errors" in sql:  # the raw lines of those rejects
+            self.description = [("query",)]
+            self.rows = [(conn.copies, e[0], e[1], e[4]) for e in conn.last_rejects]
 
     def fetchall(self):
         return self.rows

@@ -56,9 +56,24 @@ def standin(redshift_standin):
     redshift_standin.set_isolation("serializable")
     redshift_standin.copy_delay_seconds = 0
     redshift_standin.statement_delays.clear()
+    redshift_standin.serverless = False
     yield redshift_standin
     redshift_standin.copy_delay_seconds = 0
     redshift_standin.statement_delays.clear()
+    redshift_standin.serverless = False
+
+
+def _deployment(standin, deployment: str) -> dict[str, str]:
+    """The stand-in as a provisioned cluster or as a Serverless workgroup (no STL views at all), and
+    the setting that tells the project which."""
+    standin.serverless = deployment == "serverless"
+    return {"REDSHIFT_WORKGROUP": "sparkify-wg"} if standin.serverless else {}
+
+
+def _no_stl_on_serverless(standin, deployment: str) -> None:
+    if deployment == "serverless":
+        sent = run_statements(standin)[1]
+        assert sent and not [sql for sql in sent if "stl_" in sql.lower()], "an STL view queried on Serverless"
 
 
 def _prefix(request) -> str:
@@ -210,12 +225,16 @@ def _bad_dataset(root: Path) -> None:
     write_song(root, {**twin, "song_id": "SOBADYEAR0000001", "year": "nineteen"}, "TRBBBBB000000001")
 
 
-def test_bad_records_are_staged_or_rejected_alike_on_both_engines(standin, aws, tmp_path, request):
+@pytest.mark.parametrize("deployment", ["cluster", "serverless"])
+def test_bad_records_are_staged_or_rejected_alike_on_both_engines(standin, aws, tmp_path, request, deployment):
     root = tmp_path / "raw"
     _bad_dataset(root)
     data_uri = _upload(aws, root, _prefix(request))
-    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home", SPARKIFY_MAX_ERRORS="50")
+    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home", SPARKIFY_MAX_ERRORS="50",
+                       **_deployment(standin, deployment))
+    standin.statements.clear()
     _ok(materialize(env))
+    _no_stl_on_serverless(standin, deployment)
     build_embedded(tmp_path / "bad.duckdb", data_uri, aws["endpoint"], max_errors=50)
     got, want = redshift_tables(standin), duckdb_tables(tmp_path / "bad.duckdb")
     rejected = {(r[1].rsplit("/", 1)[-1], r[2]) for r in want["load_errors"]}
@@ -231,14 +250,23 @@ def test_bad_records_are_staged_or_rejected_alike_on_both_engines(standin, aws, 
     assert sorted(query(standin, REJECT_COLUMNS)) == embedded_columns  # the column each reject names
     songs = query(standin, "SELECT title FROM songs WHERE song_id = 'SOTWIN0000000001'")
     assert songs == [("Alpha",)]  # by content, on both engines
+    # The raw line: from STL_LOAD_ERRORS on a cluster; Serverless has none, so from the file itself.
+    raw = dict(query(standin, "SELECT line_number, raw_text FROM load_errors "
+                              "WHERE source_file LIKE '%2018-11-05-events.json' ORDER BY line_number"))
+    lines = (root / "log_data" / "2018" / "11" / "2018-11-05-events.json").read_text().splitlines()
+    assert raw == {n: lines[n - 1] for n in range(2, 9)}
 
 
-def test_over_maxerror_the_load_fails_changes_nothing_and_keeps_the_rejects(standin, aws, tmp_path, request):
+@pytest.mark.parametrize("deployment", ["cluster", "serverless"])
+def test_over_maxerror_the_load_fails_changes_nothing_and_keeps_the_rejects(standin, aws, tmp_path, request, deployment):
     root = tmp_path / "raw"
     _bad_dataset(root)
     data_uri = _upload(aws, root, _prefix(request))
-    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home", SPARKIFY_MAX_ERRORS="2")
+    env = redshift_env(standin, aws["endpoint"], data_uri, aws["role"], tmp_path / "home", SPARKIFY_MAX_ERRORS="2",
+                       **_deployment(standin, deployment))
+    standin.statements.clear()
     done = materialize(env)
+    _no_stl_on_serverless(standin, deployment)
     assert done.returncode != 0
     assert "rejected more than SPARKIFY_MAX_ERRORS=2" in done.stdout + done.stderr
     assert query(standin, "SELECT COUNT(*) FROM staging_events") == [(0,)]

@@ -13,8 +13,9 @@ Load plan (per staging load, inside one transaction):
   TRUNCATECOLUMNS / ACCEPTINVCHARS / IGNOREHEADER (nothing is silently dropped or cut), COMPUPDATE and
   STATUPDATE off for staging. ``ts`` is loaded as BIGINT epoch ms, so no TIMEFORMAT is needed; the
   transforms convert it with millisecond precision.
-- Rejected rows are read back from ``stl_load_errors`` for the COPY's query id (file, line, column,
-  reason, raw line) into the shared ``load_errors`` table, with the file's key relative to the data
+- Rejected rows are read back from ``SYS_LOAD_ERROR_DETAIL`` (file, line, column, reason; on a
+  provisioned cluster the raw line too, from ``STL_LOAD_ERRORS``, which Serverless does not have)
+  into the shared ``load_errors`` table, with the file's key relative to the data
   root (as the embedded engine writes it) and the loaded_files entry that counts it (``load_unit``:
   the log file, or the song manifest).
 - Every write transaction locks the tables it writes first (``LOCK``, Redshift's remedy for
@@ -248,8 +249,13 @@ class RedshiftWarehouse(Warehouse):
     host: str
     port: int = 5439
     database: str
-    user: str
-    password: str = Field(description="From REDSHIFT_PASSWORD through dg.EnvVar: never shown or logged.")
+    user: str | None = Field(None, description="The database user (with IAM on a cluster: the one to get credentials for).")
+    password: str | None = Field(
+        None, description="From REDSHIFT_PASSWORD through dg.EnvVar: never shown or logged. Unset with IAM auth.")
+    auth: str = Field("password", description="password, or iam: temporary credentials from the AWS credential chain.")
+    cluster_identifier: str | None = Field(None, description="The provisioned cluster (REDSHIFT_CLUSTER_ID), for IAM auth.")
+    workgroup: str | None = Field(
+        None, description="A Serverless workgroup (REDSHIFT_WORKGROUP): loads read SYS views, which both deployments have.")
     iam_role_arn: str
     region: str
     schema_name: str = "public"
@@ -276,8 +282,35 @@ class RedshiftWarehouse(Warehouse):
         cause = exc if _fields(exc) else exc.__cause__
         return cause is not None and _fields(cause).get("C") == "40P01"
 
+    @property
+    def serverless(self) -> bool:
+        """A Serverless workgroup: no STL views (rejects come from SYS_LOAD_ERROR_DETAIL on both)."""
+        return self.workgroup is not None
+
     def describe(self) -> str:
-        return f"redshift://{self.user}@{self.host}:{self.port}/{self.database}"
+        who = self.user or "iam"
+        where = f"workgroup {self.workgroup} " if self.serverless else ""
+        return f"{where}redshift://{who}@{self.host}:{self.port}/{self.database}".strip()
+
+    def connect_arguments(self) -> dict[str, Any]:
+        """What ``redshift_connector.connect`` gets, for the deployment and authentication method.
+
+        IAM: the driver calls GetClusterCredentials (a cluster: ``cluster_identifier``, ``db_user``,
+        ``auto_create``) or the Serverless GetCredentials (the workgroup) itself, with boto3's
+        standard credential chain (profile, environment, instance role), and caches the temporary
+        password until it expires; none is configured here."""
+        args: dict[str, Any] = dict(host=self.host, port=self.port, database=self.database,
+                                    timeout=self.connect_timeout_seconds)
+        if self.sslmode:
+            args["sslmode"] = self.sslmode
+        if self.auth == "iam":
+            args.update(iam=True, region=self.region)
+            if self.serverless:
+                args.update(is_serverless=True, serverless_work_group=self.workgroup)
+            else:
+                args.update(cluster_identifier=self.cluster_identifier, db_user=self.user, auto_create=True)
+            return args
+        return {**args, "user": self.user, "password": self.password}
 
     def qualified_name(self, table: Table) -> str:
         return f"{self.database}.{self.schema_name}.{table.name}"
@@ -285,12 +318,8 @@ class RedshiftWarehouse(Warehouse):
     def _connect(self) -> Any:
         import redshift_connector
 
-        options = {"sslmode": self.sslmode} if self.sslmode else {}
         try:
-            conn = redshift_connector.connect(
-                host=self.host, port=self.port, database=self.database, user=self.user,
-                password=self.password, timeout=self.connect_timeout_seconds, **options,
-            )
+            conn = redshift_connector.connect(**self.connect_arguments())
         except Exception as exc:
             # The driver's message never carries the password; the exception's args might, so drop them.
             raise ConnectionError(
@@ -335,7 +364,7 @@ class RedshiftWarehouse(Warehouse):
         jsonpaths: Sequence[str] | None = None, full_refresh: bool = False,
         reload_keys: frozenset[str] = frozenset(),
     ) -> LoadReport:
-        """COPY the files into ``table`` in one transaction; rejects from stl_load_errors to load_errors.
+        """COPY the files into ``table`` in one transaction; rejects (SYS_LOAD_ERROR_DETAIL) to load_errors.
 
         A table copied per file (events) is planned against the load manifest like the embedded
         engine's: one COPY per new or changed file, none for unchanged ones, the rows of changed or
@@ -370,15 +399,16 @@ class RedshiftWarehouse(Warehouse):
                                      self._manifest_key(table, source, files, load_id),
                                      self._event_manifests(table, source, files, load_id), replaced=replaced)
         units = script.units
-        root = source.s3_uri("")  # stl_load_errors names files by their full s3:// URL
+        root = source.s3_uri("")  # rejects name files by their full s3:// URL
         unit_key = units[0][0] if units else ""
         # SPARKIFY_MAX_ERRORS counts the rejects of the whole load, as on the embedded engine; each COPY's
         # MAXERROR only bounds that COPY, so the load's total is checked here after every COPY.
         rejects: list[tuple[str, tuple]] = []  # (load unit, reject) of this load so far
         with self.session() as s:
             self.begin_locked(s, script.locks)
-            in_copy, last_copy_id = False, -1  # the failing statement was a COPY; the last COPY that loaded
+            in_copy = False  # the failing statement was a COPY
             try:
+                seen = self._rejects_seen(s)
                 for statement in script.setup():
                     s.execute(statement)
                 for done, (unit_key, copy) in enumerate(units, start=1):
@@ -386,11 +416,9 @@ class RedshiftWarehouse(Warehouse):
                     in_copy = True
                     s.execute(copy)
                     in_copy = False
-                    staged, last_copy_id = s.execute("SELECT pg_last_copy_count(), pg_last_copy_id()")[0]
-                    errors = _relative(root, s.execute(
-                        "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
-                        "FROM stl_load_errors WHERE query = pg_last_copy_id() ORDER BY filename, line_number"
-                    ))
+                    staged = s.execute("SELECT pg_last_copy_count()")[0][0]
+                    errors, seen = self._new_rejects(s, seen)
+                    errors = _with_raw_lines(source, _relative(root, errors))
                     s.execute(script.move(unit_key))
                     version = versions.get(unit_key) or digest(versions)
                     self._record(s, table, unit_key, staged, errors, load_id, version=version)
@@ -409,10 +437,11 @@ class RedshiftWarehouse(Warehouse):
                 # that loaded); any other failure, or a dead connection, surfaces as it is.
                 over = isinstance(exc, _OverTheLimit)
                 rolled_back = rollback(s, exc)
-                failed = _relative(root, self._session_load_errors(s, last_copy_id)) if rolled_back and in_copy else []
+                failed = (_with_raw_lines(source, _relative(root, self._new_rejects(s, seen)[0]))
+                          if rolled_back and in_copy else [])
                 if failed or (over and rolled_back):
                     # Keep the failed load's rejects visible (its earlier COPYs' too, as the embedded
-                    # engine does), like stl_load_errors itself; the table is untouched.
+                    # engine does), like the system views themselves; the table is untouched.
                     s.execute("BEGIN")
                     for unit, group in _by_unit(rejects + [(unit_key, e) for e in failed]):
                         self._record(s, table, unit, 0, group, load_id, files_row=False)
@@ -480,18 +509,41 @@ class RedshiftWarehouse(Warehouse):
         body = manifest_json([checked_s3_uri(source.s3_uri(f.key)) for f in files])
         return source.write_bytes(f"{MANIFEST_PREFIX}{table.name}/{load_id}.manifest", body)
 
-    @staticmethod
-    def _session_load_errors(s: _RedshiftSession, after_query: int) -> list[tuple]:
-        """Rejects of this session's failed COPY (stl_load_errors survives the rollback): the newest
-        query with rejects, if newer than the last COPY that loaded. A COPY refused before loading
-        (access denied, missing object) has none and does not move pg_last_copy_id(), so without the
-        bound an earlier COPY's tolerated rejects would be blamed."""
-        return s.execute(
-            "SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line) "
-            "FROM stl_load_errors WHERE query = (SELECT MAX(query) FROM stl_load_errors "
-            "WHERE session = pg_backend_pid() AND query > ?) ORDER BY filename, line_number",
-            [after_query],
-        )
+    def _rejects_seen(self, s: _RedshiftSession) -> RejectsSeen:
+        """Where this session's rejects stand before the load: only newer ones are the load's."""
+        sys_id = s.execute("SELECT COALESCE(MAX(query_id), -1) FROM sys_load_error_detail "
+                           "WHERE session_id = pg_backend_pid()")[0][0]
+        # A leader-node function, asked on its own rather than beside a system view.
+        stl_id = -1 if self.serverless else s.execute("SELECT pg_last_copy_id()")[0][0]
+        return RejectsSeen(int(sys_id), int(stl_id))
+
+    def _new_rejects(self, s: _RedshiftSession, seen: RejectsSeen) -> tuple[list[tuple], RejectsSeen]:
+        """The rejects of this session's last COPY (file URL, line, column, reason, raw line), and
+        where the rejects stand after it.
+
+        From SYS_LOAD_ERROR_DETAIL, which a provisioned cluster and a Serverless workgroup both have
+        (rows of a failed COPY survive its rollback): this session's rows newer than the last seen.
+        A COPY refused before loading (access denied, a missing object) has none, so nothing older is
+        ever blamed on it. SYS views number queries apart from STL's ``query`` and
+        ``pg_last_copy_id()``, so the two are never compared; the raw line, which only
+        STL_LOAD_ERRORS keeps, is matched by file and line among this session's newer STL rows,
+        where the deployment has STL at all."""
+        rows = s.execute(
+            "SELECT query_id, TRIM(file_name), line_number, TRIM(column_name), TRIM(error_message) "
+            "FROM sys_load_error_detail WHERE session_id = pg_backend_pid() AND query_id > ? "
+            "ORDER BY file_name, line_number", [seen.sys_query_id])
+        if not rows:
+            return [], seen
+        raw: dict[tuple[str, int], str] = {}
+        stl_id = seen.stl_query_id
+        if not self.serverless:
+            for query, file, line, text in s.execute(
+                    "SELECT query, TRIM(filename), line_number, TRIM(raw_line) FROM stl_load_errors "
+                    "WHERE session = pg_backend_pid() AND query > ?", [seen.stl_query_id]):
+                raw[(file, line)] = text
+                stl_id = max(stl_id, query)
+        errors = [(file, line, column, reason, raw.get((file, line), "")) for _, file, line, column, reason in rows]
+        return errors, RejectsSeen(max(r[0] for r in rows), stl_id)
 
     @staticmethod
     def _record(s: _RedshiftSession, table: Table, unit_key: str, staged: int, errors: list, load_id: str,
@@ -508,6 +560,14 @@ class RedshiftWarehouse(Warehouse):
             )
 
 
+@dataclass(frozen=True)
+class RejectsSeen:
+    """The newest reject of a session already accounted for, in SYS's and in STL's query numbering."""
+
+    sys_query_id: int
+    stl_query_id: int
+
+
 class _OverTheLimit(Exception):
     """The load's COPYs together rejected more records than SPARKIFY_MAX_ERRORS."""
 
@@ -521,12 +581,31 @@ def _by_unit(rejects: list[tuple[str, tuple]]) -> list[tuple[str, list[tuple]]]:
 
 def _relative(root: str, errors: list[tuple]) -> list[tuple]:
     """Rejects as the embedded engine records them: the file's key relative to the data root
-    (stl_load_errors has the full URL) and no column when none is named (a CHAR column, blank)."""
+    (the system views have the full URL) and no column when none is named (a CHAR column, blank)."""
     return [(e[0][len(root):] if e[0] and e[0].startswith(root) else e[0], e[1], e[2] or None, *e[3:])
             for e in errors]
 
 
-def _connect_error(exc: Exception, password: str) -> str:
+def _with_raw_lines(source: RawDataSource, errors: list[tuple]) -> list[tuple]:
+    """Rejects whose raw line the server did not give (Serverless has no STL_LOAD_ERRORS) get it
+    from the file itself: the line the reject names, as the embedded engine records it."""
+    missing = sorted({e[0] for e in errors if not e[4]})
+    lines: dict[str, list[str]] = {}
+    for key in missing:
+        try:
+            lines[key] = source.read_bytes(key).decode("utf-8", errors="replace").splitlines()
+        except Exception:  # gone or unreadable since the COPY: the reject still names file and line
+            lines[key] = []
+    out = []
+    for e in errors:
+        text = e[4]
+        if not text and 0 < (e[1] or 0) <= len(lines.get(e[0], [])):
+            text = lines[e[0]][e[1] - 1]
+        out.append((*e[:4], text))
+    return out
+
+
+def _connect_error(exc: Exception, password: str | None) -> str:
     """One line for a failed connection: the server's message, or the socket error the driver wraps."""
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, OSError) and not _fields(exc):

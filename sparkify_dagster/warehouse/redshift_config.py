@@ -1,10 +1,18 @@
 """Redshift settings from the environment or a seeds-style dwh.cfg (SPARKIFY_DWH_CFG); environment wins.
 
-dwh.cfg, as the seed projects write it:
+dwh.cfg, as the seed projects write it (the last three [CLUSTER] keys are this project's):
 
-    [CLUSTER]   HOST, DB_NAME, DB_USER, DB_PASSWORD, DB_PORT
+    [CLUSTER]   HOST, DB_NAME, DB_USER, DB_PASSWORD, DB_PORT, WORKGROUP, AUTH, CLUSTER_ID
     [IAM_ROLE]  ARN
     [S3]        LOG_DATA, LOG_JSONPATH, SONG_DATA     (e.g. 's3://udacity-dend/log_data')
+
+Deployment: a provisioned cluster, or a Serverless workgroup when WORKGROUP is set or the host is a
+workgroup endpoint (``<workgroup>.<account>.<region>.redshift-serverless.amazonaws.com``).
+
+Authentication (AUTH): ``password`` (the default: DB_USER and DB_PASSWORD), or ``iam``: the driver
+gets temporary database credentials from the standard AWS credential chain, and no password is
+asked for. On a cluster that needs the cluster identifier (CLUSTER_ID, else the first label of a
+cluster endpoint) and the database user (DB_USER); on Serverless, the workgroup.
 
 The region is AWS_REGION (or AWS_DEFAULT_REGION), else the one in the cluster's endpoint name
 (``<cluster>.<id>.us-west-2.redshift.amazonaws.com``), so a seeds' dwh.cfg works unchanged.
@@ -34,7 +42,13 @@ SETTINGS = {
     "user": ("REDSHIFT_USER", ("CLUSTER", "DB_USER")),
     "password": ("REDSHIFT_PASSWORD", ("CLUSTER", "DB_PASSWORD")),
     "iam_role_arn": ("REDSHIFT_IAM_ROLE_ARN", ("IAM_ROLE", "ARN")),
+    "workgroup": ("REDSHIFT_WORKGROUP", ("CLUSTER", "WORKGROUP")),
+    "auth": ("REDSHIFT_AUTH", ("CLUSTER", "AUTH")),
+    "cluster_id": ("REDSHIFT_CLUSTER_ID", ("CLUSTER", "CLUSTER_ID")),
 }
+AUTH_METHODS = ("password", "iam")
+# Settings with a default or needed only in some deployments; the rest are always required.
+_CONDITIONAL = {"port", "password", "workgroup", "auth", "cluster_id", "user"}
 
 
 # <cluster>.<id>.<region>.redshift.amazonaws.com (and the Serverless and China forms).
@@ -49,17 +63,44 @@ def region_from_host(host: str | None) -> str | None:
     return m.group("region") if m else None
 
 
+# <workgroup>.<12-digit account>.<region>.redshift-serverless.amazonaws.com
+_SERVERLESS_HOST = re.compile(
+    r"^(?P<workgroup>[a-z0-9-]+)\.(?P<account>\d{12})\.[a-z]{2}(?:-[a-z]+)+-\d\.redshift-serverless\.amazonaws\.com(?:\.cn)?$"
+)
+# <cluster>.<id>.<region>.redshift.amazonaws.com
+_CLUSTER_HOST = re.compile(r"^(?P<cluster>[a-z][a-z0-9-]*)\.[a-z0-9]+\.[a-z]{2}(?:-[a-z]+)+-\d\.redshift\.amazonaws\.com(?:\.cn)?$")
+
+
+def workgroup_from_host(host: str | None) -> str | None:
+    """The workgroup a Serverless endpoint names, else None (a cluster, a custom name, an IP)."""
+    m = _SERVERLESS_HOST.match((host or "").strip().lower())
+    return m.group("workgroup") if m else None
+
+
+def cluster_from_host(host: str | None) -> str | None:
+    """The cluster identifier a provisioned cluster's endpoint starts with, else None."""
+    m = _CLUSTER_HOST.match((host or "").strip().lower())
+    return m.group("cluster") if m else None
+
+
 @dataclass(frozen=True)
 class RedshiftSettings:
     host: str
     port: int
     database: str
-    user: str
-    password: str | None  # None only when rendering SQL; never printed
+    user: str | None  # None only on Serverless with IAM (the caller's identity names the user)
+    password: str | None  # None with IAM, or when rendering SQL; never printed
     iam_role_arn: str
     data_uri: str
     region: str
     sslmode: str | None = None  # REDSHIFT_SSLMODE (verify-ca, verify-full); None: the driver's default
+    workgroup: str | None = None  # a Serverless workgroup: the load reads SYS views, never STL
+    auth: str = "password"  # or "iam": temporary credentials from the AWS credential chain
+    cluster_id: str | None = None  # the provisioned cluster IAM credentials are asked for
+
+    @property
+    def serverless(self) -> bool:
+        return self.workgroup is not None
 
 
 def _read_cfg(path: str | None) -> configparser.ConfigParser:
@@ -108,8 +149,9 @@ def resolve_settings(environ: Mapping[str, str] | None = None, *,
     missing = []
     for name, (var, (section, key)) in SETTINGS.items():
         values[name] = env.get(var) or _cfg_value(cfg, section, key)
-        if values[name] is None and not (name == "port" or (name == "password" and not require_password)):
-            missing.append(f"{var} (or [{section}] {key} in dwh.cfg)")
+        if values[name] is None and name not in _CONDITIONAL:
+            missing.append(_named(name))
+    missing += _deployment_and_auth(values, require_password)
     try:
         values["port"] = int(values["port"] or 5439)  # type: ignore[arg-type]
     except ValueError:
@@ -127,6 +169,43 @@ def resolve_settings(environ: Mapping[str, str] | None = None, *,
         raise RedshiftConfigError(f"REDSHIFT_SSLMODE must be one of {', '.join(SSLMODES)}, not {sslmode!r}")
     values["sslmode"] = sslmode
     return values, missing
+
+
+def _named(name: str) -> str:
+    var, (section, key) = SETTINGS[name]
+    return f"{var} (or [{section}] {key} in dwh.cfg)"
+
+
+def _deployment_and_auth(values: dict[str, object], require_password: bool) -> list[str]:
+    """Settle the deployment (cluster or workgroup) and the authentication method in ``values``;
+    a line for each setting they need that is missing."""
+    host = values["host"]  # type: ignore[assignment]
+    values["auth"] = auth = str(values["auth"] or "password").strip().lower()
+    if auth not in AUTH_METHODS:
+        raise RedshiftConfigError(f"REDSHIFT_AUTH (or [CLUSTER] AUTH) must be one of {', '.join(AUTH_METHODS)}, "
+                                  f"not {values['auth']!r}")
+    values["workgroup"] = values["workgroup"] or workgroup_from_host(host)  # type: ignore[arg-type]
+    if values["workgroup"] and values["cluster_id"]:
+        raise RedshiftConfigError(
+            "REDSHIFT_WORKGROUP and REDSHIFT_CLUSTER_ID (or [CLUSTER] WORKGROUP and CLUSTER_ID) are both set: "
+            "name either the Serverless workgroup or the provisioned cluster")
+    missing = []
+    if auth == "password":
+        values["cluster_id"] = None  # used for IAM credentials only
+        if values["user"] is None:
+            missing.append(_named("user"))
+        if values["password"] is None and require_password:
+            missing.append(_named("password"))
+        return missing
+    values["password"] = None  # IAM: the driver fetches a temporary one; a stored one is never used
+    if values["workgroup"]:
+        return missing  # Serverless maps the caller's IAM identity to a database user itself
+    values["cluster_id"] = values["cluster_id"] or cluster_from_host(host)  # type: ignore[arg-type]
+    if values["cluster_id"] is None:
+        missing.append(_named("cluster_id") + ", needed with REDSHIFT_AUTH=iam on a provisioned cluster")
+    if values["user"] is None:
+        missing.append(_named("user") + ": the database user to get temporary credentials for")
+    return missing
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, require_password: bool = True) -> RedshiftSettings:

@@ -216,10 +216,16 @@ SELECT e.userid,
        0::bigint AS copy_job_id
 FROM redshift_standin_sys.load_error_rows() AS e;
 
+-- SYS views number queries apart from STL's query and pg_last_copy_id() (docs, STL_QUERY: "The query
+-- column in this view and the query_id column in SYS_QUERY_HISTORY are not the same identifier"):
+-- here SYS's query_id is STL's query plus an offset, so a client that mixes the two finds nothing.
+CREATE FUNCTION redshift_standin_sys.sys_query_id(stl_query bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT stl_query + 7000000000 $$;
+
 -- SYS_LOAD_ERROR_DETAIL (no raw line in this view).
 CREATE VIEW redshift_standin_sys.sys_load_error_detail AS
 SELECT e.userid AS user_id,
-       e.query AS query_id,
+       redshift_standin_sys.sys_query_id(e.query) AS query_id,
        e.transaction_id,
        e.session AS session_id,
        e.database_name::char(64) AS database_name,
@@ -238,7 +244,7 @@ FROM redshift_standin_sys.load_error_rows() AS e;
 -- SYS_LOAD_HISTORY, a subset of its columns: one row per COPY that began loading.
 CREATE VIEW redshift_standin_sys.sys_load_history AS
 SELECT c.userid AS user_id,
-       c.query_id,
+       redshift_standin_sys.sys_query_id(c.query_id) AS query_id,
        c.transaction_id,
        c.pid AS session_id,
        c.database_name::char(64) AS database_name,

@@ -219,6 +219,33 @@ class RedshiftStandin:
         keys = ("query", "session", "filename", "line_number", "colname", "err_code", "err_reason", "raw_line")
         return [dict(zip(keys, r)) for r in rows]
 
+    def grant_temporary_login(self, login: str, password: str, expiration: Any, db_user: str,
+                              auto_create: bool) -> bool:
+        """Redshift's side of temporary credentials (GetClusterCredentials, Serverless GetCredentials):
+        ``login`` (``IAM:<user>``, ``IAMA:<user>``, ``IAMR:<role>``…) logs in with ``password`` until
+        ``expiration`` and works as the database user ``db_user`` (a role whose default ``role`` is
+        that user: what it creates, the user owns). A user that does not exist is created only with
+        ``auto_create``; otherwise nothing is granted and the login fails as it would on Redshift."""
+        exists = bool(self.admin(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(db_user)}"))
+        if not exists and not auto_create:
+            return False
+        user, name = quote_ident(db_user), quote_ident(login)
+        until = quote_literal(expiration.isoformat() if hasattr(expiration, "isoformat") else str(expiration))
+        sql = [] if exists else [f"CREATE ROLE {user} NOLOGIN"]
+        if self.admin(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(login)}"):
+            sql.append(f"ALTER ROLE {name} LOGIN PASSWORD {quote_literal(password)} VALID UNTIL {until}")
+        else:
+            sql.append(f"CREATE ROLE {name} LOGIN PASSWORD {quote_literal(password)} VALID UNTIL {until} IN ROLE {user}")
+        sql += [f"ALTER ROLE {name} SET role = {quote_literal(db_user)}",
+                f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(self.database)} TO {name}"]
+        self.admin("; ".join(sql))
+        return True
+
+    def temporary_logins(self) -> list[tuple]:
+        """(login, valid until) of every temporary login granted so far."""
+        return self.admin("SELECT rolname, rolvaliduntil::text FROM pg_roles WHERE rolname ~ '^IAM[A-Z]*:' "
+                          "ORDER BY rolname")
+
     def create_copy_role(self, name: str = "standin-redshift-copy") -> str:
         """An IAM role in moto that trusts redshift.amazonaws.com (what IAM_ROLE must name); its ARN."""
         iam = self.s3().iam
