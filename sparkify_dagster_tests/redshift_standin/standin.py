@@ -224,20 +224,30 @@ class RedshiftStandin:
         """Redshift's side of temporary credentials (GetClusterCredentials, Serverless GetCredentials):
         ``login`` (``IAM:<user>``, ``IAMA:<user>``, ``IAMR:<role>``…) logs in with ``password`` until
         ``expiration`` and works as the database user ``db_user`` (a role whose default ``role`` is
-        that user: what it creates, the user owns). A user that does not exist is created only with
-        ``auto_create``; otherwise nothing is granted and the login fails as it would on Redshift."""
+        that user: what it creates, the user owns), or, when ``db_user`` is ``login`` itself (Serverless), as a
+        user of its own. A user that does not exist is created only with ``auto_create``; otherwise
+        nothing is granted and the login fails as it would on Redshift."""
         exists = bool(self.admin(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(db_user)}"))
         if not exists and not auto_create:
             return False
         user, name = quote_ident(db_user), quote_ident(login)
         until = quote_literal(expiration.isoformat() if hasattr(expiration, "isoformat") else str(expiration))
-        sql = [] if exists else [f"CREATE ROLE {user} NOLOGIN"]
-        if self.admin(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(login)}"):
-            sql.append(f"ALTER ROLE {name} LOGIN PASSWORD {quote_literal(password)} VALID UNTIL {until}")
+        login_exists = bool(self.admin(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(login)}"))
+        if db_user == login:
+            # Serverless maps an IAM identity to a database user of its own name (IAM:<user>,
+            # IAMR:<role>), created on first sign-in with what PUBLIC may do on Redshift: create in public.
+            verb = "ALTER" if login_exists else "CREATE"
+            sql = [f"{verb} ROLE {name} LOGIN PASSWORD {quote_literal(password)} VALID UNTIL {until}",
+                   f"GRANT USAGE, CREATE ON SCHEMA public TO {name}"]
         else:
-            sql.append(f"CREATE ROLE {name} LOGIN PASSWORD {quote_literal(password)} VALID UNTIL {until} IN ROLE {user}")
-        sql += [f"ALTER ROLE {name} SET role = {quote_literal(db_user)}",
-                f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(self.database)} TO {name}"]
+            sql = [] if exists else [f"CREATE ROLE {user} NOLOGIN"]
+            if login_exists:
+                sql.append(f"ALTER ROLE {name} LOGIN PASSWORD {quote_literal(password)} VALID UNTIL {until}")
+            else:
+                sql.append(f"CREATE ROLE {name} LOGIN PASSWORD {quote_literal(password)} VALID UNTIL {until} "
+                           f"IN ROLE {user}")
+            sql.append(f"ALTER ROLE {name} SET role = {quote_literal(db_user)}")
+        sql.append(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote_ident(self.database)} TO {name}")
         self.admin("; ".join(sql))
         return True
 
