@@ -407,3 +407,14 @@ def test_missing_credentials_is_a_clear_error(run, monkeypatch):
     code, _, err = run("status", "--serverless")
     assert code == 1
     assert "no AWS credentials found" in err
+
+
+def test_up_help_names_the_defaults_of_both_deployments(capfd):
+    with pytest.raises(SystemExit) as info:
+        infra.main(["up", "--help"])
+    assert info.value.code == 0
+    out = " ".join(capfd.readouterr().out.split())  # argparse wraps lines
+    assert "--serverless" in out
+    assert "default: ra3.large" in out and "DC2 clusters can no longer be created" in out
+    assert f"RPUs: {infra_serverless.BASE_CAPACITY_RULE} (default: 8" in out
+    assert "default: sparkify-wg" in out and "default: sparkify-ns" in out
