@@ -607,11 +607,19 @@ def note_missing_db_password(path: Path) -> None:
              "(this tool never writes the password)")
 
 
+def _cfg_deployment_if_readable() -> tuple[str, str] | None:
+    """dwh.cfg's deployment, or None when the file is missing or unreadable (status/down need no file)."""
+    try:
+        return cfg_deployment(read_dwh_cfg(cfg_path()))
+    except InfraError:
+        return None
+
+
 def check_cfg_deployment(kind: str, name: str, command: str) -> None:
     """Refuse `down` for a cluster when dwh.cfg was written for a workgroup, or the other way round.
 
     The role is shared: tearing down the wrong kind would delete the role the other one uses."""
-    found = cfg_deployment(read_dwh_cfg(cfg_path()))
+    found = _cfg_deployment_if_readable()
     if found is None or found[0] == kind:
         return
     other_kind, other_name = found
@@ -675,7 +683,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def note_other_deployment(kind: str) -> None:
     """For `status`: say so when dwh.cfg names the other kind of deployment (status is harmless)."""
-    found = cfg_deployment(read_dwh_cfg(cfg_path()))
+    found = _cfg_deployment_if_readable()
     if found is not None and found[0] != kind:
         flag = " --serverless" if found[0] == "workgroup" else ""
         _say(f"note: {cfg_path()} names {found[0]} {found[1]!r}: `{PROG} status{flag}` shows it")
