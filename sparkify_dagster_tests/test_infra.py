@@ -185,7 +185,8 @@ def test_up_creates_role_cluster_ingress_and_cfg(run, aws, tmp_path):
     role = iam.get_role(RoleName="sparkify-redshift-s3-read")["Role"]
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
-    assert statement["Principal"] == {"Service": "redshift.amazonaws.com"}
+    # both names, so that the same role serves a Serverless namespace too
+    assert statement["Principal"] == {"Service": ["redshift.amazonaws.com", "redshift-serverless.amazonaws.com"]}
     assert statement["Action"] == "sts:AssumeRole"
     assert iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"] == [infra.POLICY_NAME]
     assert iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"] == []
@@ -208,7 +209,7 @@ def test_up_creates_role_cluster_ingress_and_cfg(run, aws, tmp_path):
     cfg = read_cfg(tmp_path / "dwh.cfg")
     assert dict(cfg["CLUSTER"]) == {
         "HOST": cluster["Endpoint"]["Address"], "DB_NAME": "sparkify", "DB_USER": "sparkify",
-        "DB_PORT": "5439",
+        "DB_PORT": "5439", "CLUSTER_ID": "sparkify",
     }
     assert dict(cfg["IAM_ROLE"]) == {"ARN": role["Arn"]}
     assert cluster["Endpoint"]["Address"] in out
@@ -252,7 +253,7 @@ def test_up_keeps_the_rest_of_an_existing_dwh_cfg(run, aws, tmp_path):
     assert after["CLUSTER"]["DB_PASSWORD"] == "Keep%Me1"
     (cluster,) = clusters(aws["redshift"])
     assert after["CLUSTER"]["HOST"] == cluster["Endpoint"]["Address"]
-    assert list(after["CLUSTER"]) == ["HOST", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_PORT"]
+    assert list(after["CLUSTER"]) == ["HOST", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_PORT", "CLUSTER_ID"]
     assert after["IAM_ROLE"]["ARN"].endswith(":role/sparkify-redshift-s3-read")
     assert "no DB_PASSWORD" not in out
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
@@ -488,7 +489,8 @@ def test_help_documents_status_exit_codes(capfd):
         infra.main(["status", "--help"])
     assert info.value.code == 0
     out = capfd.readouterr().out
-    assert "3 if it is not found" in out and "3  `status` only: the cluster was not found" in out
+    assert "3 if it is not found" in out
+    assert "3  `status` only: the cluster (with --serverless: the workgroup) was not found" in out
 
 
 # ----------------------------------------------------------------------------- pure helpers

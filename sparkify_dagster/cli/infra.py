@@ -2,10 +2,11 @@
 
 ``sparkify-infra up --cidr CIDR`` does, idempotently (anything that already exists is reused):
 
-1. creates the IAM role that Redshift assumes (trust policy for ``redshift.amazonaws.com``) and puts
-   on it one inline, least-privilege, read-only S3 policy (``s3:GetObject`` and ``s3:ListBucket``,
-   scoped to ``--bucket`` when given, else ``*``);
-2. launches the cluster with that role attached (``--node-type``, ``--nodes``; one node means
+1. creates the IAM role that Redshift assumes (trust policy for ``redshift.amazonaws.com`` and
+   ``redshift-serverless.amazonaws.com``) and puts on it one inline, least-privilege, read-only S3
+   policy (``s3:GetObject`` and ``s3:ListBucket``, scoped to ``--bucket`` when given, else ``*``);
+2. launches the cluster with that role attached (``--node-type``, default ``ra3.large``: DC2 nodes
+   were deprecated in 2025 and new DC2 clusters cannot be created; ``--nodes``; one node means
    ``ClusterType=single-node``), the master password taken from ``REDSHIFT_PASSWORD``, which this
    tool never prints, logs or writes anywhere;
 3. polls ``describe_clusters`` until the cluster is available (fails on a failed state or after
@@ -14,14 +15,20 @@
    0.0.0.0/0 default; an identical existing rule is fine). The rule's description marks it as ours,
    so that ``down`` can revoke it: the group is often the VPC's default group, which outlives the
    cluster;
-5. writes HOST, DB_NAME, DB_USER, DB_PORT (``[CLUSTER]``) and ARN (``[IAM_ROLE]``) into the
-   seeds-style ``dwh.cfg`` at ``$SPARKIFY_DWH_CFG`` (default ``./dwh.cfg``), keeping every other
-   section and key, DB_PASSWORD included (it is never written by this tool). The file is rewritten
-   by configparser, so its comments are not kept.
+5. writes HOST, DB_NAME, DB_USER, DB_PORT, CLUSTER_ID (``[CLUSTER]``; a stale WORKGROUP key is
+   removed) and ARN (``[IAM_ROLE]``) into the seeds-style ``dwh.cfg`` at ``$SPARKIFY_DWH_CFG``
+   (default ``./dwh.cfg``), keeping every other section and key, DB_PASSWORD included (it is never
+   written by this tool). The file is rewritten by configparser, so its comments are not kept.
 
 ``sparkify-infra status`` prints the cluster's state, endpoint and the role; ``sparkify-infra down``
 revokes our ingress rules, deletes the cluster (no final snapshot), waits until it is gone, then
 removes the role's policies and the role. Both are idempotent.
+
+With ``--serverless`` (given to ``up``, ``status`` and ``down`` alike, so each command says what it
+acts on) the same steps make a Redshift Serverless namespace and workgroup instead, and dwh.cfg gets
+WORKGROUP (a stale CLUSTER_ID is removed): see :mod:`sparkify_dagster.cli.infra_serverless`.
+``down`` refuses (exit 2, before any AWS call) when dwh.cfg names the other kind of deployment,
+since both share the role; ``status`` only notes it.
 
 The region is ``$AWS_REGION``, else ``$AWS_DEFAULT_REGION``, else us-west-2. No endpoint is set
 here, so boto3 honours ``$AWS_ENDPOINT_URL`` (e.g. a moto server in tests).
@@ -49,16 +56,21 @@ from sparkify_dagster.cli.args import positive_int
 from sparkify_dagster.text import env_region, scrub
 
 __all__ = [
-    "InfraError", "cluster_create_params", "cluster_security_group_ids", "delete_cluster",
+    "InfraError", "cfg_deployment", "check_cfg_deployment", "check_up_inputs",
+    "cluster_create_params", "cluster_security_group_ids", "delete_cluster",
     "delete_role", "describe_cluster", "ensure_cluster", "ensure_role", "ensure_role_attached",
-    "main", "open_port", "read_password", "revoke_our_ingress", "s3_read_policy", "trust_policy",
-    "wait_until_available", "wait_until_gone", "write_dwh_cfg",
+    "main", "note_missing_db_password", "note_other_deployment", "open_port", "read_password", "revoke_our_ingress", "s3_read_policy", "trust_policy",
+    "trusted_services", "wait_until_available", "wait_until_gone", "write_dwh_cfg",
 ]
 
 PROG = "sparkify-infra"
 DEFAULT_REGION = "us-west-2"
 DEFAULT_PORT = 5439
 POLICY_NAME = "sparkify-s3-read-only"
+ROLE_DESCRIPTION = "Lets Redshift read the Sparkify raw data from S3 (created by sparkify-infra)"
+# A cluster assumes the role as redshift.amazonaws.com; a Serverless namespace needs both names
+# in the trust policy (AWS: "Granting permissions to Amazon Redshift Serverless").
+TRUSTED_SERVICES = ("redshift.amazonaws.com", "redshift-serverless.amazonaws.com")
 PASSWORD_ENV = "REDSHIFT_PASSWORD"
 CFG_ENV = "SPARKIFY_DWH_CFG"
 READ_ONLY_ACTIONS = ("s3:GetObject", "s3:ListBucket")
@@ -68,6 +80,7 @@ FAILED_STATES = frozenset({
     "incompatible-parameters", "incompatible-restore", "storage-full",
     "deleting", "final-snapshot", "paused",
 })
+RULE_KINDS = {"cluster": "redshift cluster", "workgroup": "redshift-serverless workgroup"}
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -143,12 +156,12 @@ def cfg_path() -> Path:
 
 # ----------------------------------------------------------------------------- IAM
 def trust_policy() -> dict:
-    """The trust policy that lets Redshift assume the role."""
+    """The trust policy that lets Redshift (a cluster, or a Serverless namespace) assume the role."""
     return {
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
-            "Principal": {"Service": "redshift.amazonaws.com"},
+            "Principal": {"Service": list(TRUSTED_SERVICES)},
             "Action": "sts:AssumeRole",
         }],
     }
@@ -169,30 +182,30 @@ def s3_read_policy(bucket: str | None) -> dict:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def _trusts_redshift(document: Any) -> bool:
-    """Whether a trust policy document lets redshift.amazonaws.com assume the role."""
+def trusted_services(document: Any) -> set[str]:
+    """The services a trust policy document allows to assume the role (sts:AssumeRole, Allow)."""
     if isinstance(document, str):
         document = json.loads(urllib.parse.unquote(document))
     statements = document.get("Statement", [])
+    found: set[str] = set()
     for st in statements if isinstance(statements, list) else [statements]:
         principal = st.get("Principal")
         services = principal.get("Service", []) if isinstance(principal, dict) else []
         actions = st.get("Action", [])
         actions = [actions] if isinstance(actions, str) else actions
         services = [services] if isinstance(services, str) else services
-        if (st.get("Effect") == "Allow" and "sts:AssumeRole" in actions
-                and "redshift.amazonaws.com" in services):
-            return True
-    return False
+        if st.get("Effect") == "Allow" and "sts:AssumeRole" in actions:
+            found.update(services)
+    return found
 
 
-def ensure_role(iam, role_name: str, bucket: str | None) -> str:
+def ensure_role(iam, role_name: str, bucket: str | None, *, serverless: bool = False) -> str:
     """Create (or reuse) the role, put the read-only S3 inline policy on it, return its ARN."""
     try:
         role = iam.create_role(
             RoleName=role_name,
             AssumeRolePolicyDocument=json.dumps(trust_policy()),
-            Description="Lets Redshift read the Sparkify raw data from S3 (created by sparkify-infra)",
+            Description=ROLE_DESCRIPTION,
         )["Role"]
         _say(f"created IAM role {role_name}")
     except ClientError as exc:
@@ -200,9 +213,7 @@ def ensure_role(iam, role_name: str, bucket: str | None) -> str:
             raise
         role = iam.get_role(RoleName=role_name)["Role"]
         _say(f"reusing IAM role {role_name}")
-        if not _trusts_redshift(role.get("AssumeRolePolicyDocument", {})):
-            _warn(f"role {role_name} exists but its trust policy does not let redshift.amazonaws.com "
-                  "assume it: COPY will fail until you fix it or pick another --role-name")
+        _check_trust(iam, role, serverless)
     wanted = s3_read_policy(bucket)
     previous = _inline_policy(iam, role_name, POLICY_NAME)
     if previous is not None and previous != wanted:
@@ -212,6 +223,21 @@ def ensure_role(iam, role_name: str, bucket: str | None) -> str:
     scope = f"bucket {bucket}" if bucket else "all buckets (*)"
     _say(f"put inline policy {POLICY_NAME} (s3:GetObject, s3:ListBucket on {scope})")
     return role["Arn"]
+
+
+def _check_trust(iam, role: dict, serverless: bool) -> None:
+    """Make a reused role trust the services it needs: ours are updated, anyone else's only warned of."""
+    needed = set(TRUSTED_SERVICES) if serverless else {TRUSTED_SERVICES[0]}
+    missing = needed - trusted_services(role.get("AssumeRolePolicyDocument", {}))
+    if not missing:
+        return
+    name = role["RoleName"]
+    if role.get("Description") == ROLE_DESCRIPTION:  # made by an older sparkify-infra (cluster only)
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust_policy()))
+        _say(f"updated the trust policy of role {name}: {', '.join(TRUSTED_SERVICES)} may assume it")
+        return
+    _warn(f"role {name} exists but its trust policy does not let {', '.join(sorted(missing))} "
+          "assume it: COPY will fail until you fix it or pick another --role-name")
 
 
 def _inline_policy(iam, role_name: str, policy_name: str) -> dict | None:
@@ -407,9 +433,9 @@ def wait_until_gone(redshift, cluster_id: str, timeout: float, interval: float) 
 
 
 # ----------------------------------------------------------------------------- EC2
-def _rule_description(cluster_id: str) -> str:
-    """The description that marks an ingress rule as made by this tool for this cluster."""
-    return f"sparkify-infra: redshift cluster {cluster_id}"
+def _rule_description(name: str, kind: str = "cluster") -> str:
+    """The description that marks an ingress rule as made by this tool for this cluster (or workgroup)."""
+    return f"sparkify-infra: {RULE_KINDS[kind]} {name}"
 
 
 def _default_security_group(ec2, vpc_id: str | None) -> str:
@@ -435,9 +461,9 @@ def cluster_security_group_ids(ec2, cluster: dict) -> list[str]:
     return ids or [_default_security_group(ec2, cluster.get("VpcId"))]
 
 
-def open_port(ec2, group_id: str, network, port: int, cluster_id: str) -> bool:
+def open_port(ec2, group_id: str, network, port: int, cluster_id: str, kind: str = "cluster") -> bool:
     """Allow tcp `port` from `network` in the group; False if an identical rule already exists."""
-    description = _rule_description(cluster_id)
+    description = _rule_description(cluster_id, kind)
     if network.version == 6:
         ranges = {"Ipv6Ranges": [{"CidrIpv6": str(network), "Description": description}]}
     else:
@@ -454,9 +480,9 @@ def open_port(ec2, group_id: str, network, port: int, cluster_id: str) -> bool:
         raise
 
 
-def revoke_our_ingress(ec2, group_ids: list[str], cluster_id: str) -> list[str]:
-    """Revoke the ingress rules this tool added for the cluster; return the CIDRs revoked."""
-    marker = _rule_description(cluster_id)
+def revoke_our_ingress(ec2, group_ids: list[str], cluster_id: str, kind: str = "cluster") -> list[str]:
+    """Revoke the ingress rules this tool added for the cluster (or workgroup); return the CIDRs revoked."""
+    marker = _rule_description(cluster_id, kind)
     revoked = []
     for group in ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]:
         for perm in group.get("IpPermissions", []):
@@ -501,13 +527,43 @@ def _set(config: configparser.ConfigParser, section: str, key: str, value: str) 
     config[section][spelling] = value
 
 
-def write_dwh_cfg(path: Path, *, host: str, port: int, db: str, user: str, role_arn: str) -> None:
-    """Write the endpoint and role ARN into dwh.cfg atomically, keeping every other section and key."""
+def _remove(config: configparser.ConfigParser, section: str, key: str) -> None:
+    """Remove section.key, however the file spells it, if it is there."""
+    if config.has_section(section):
+        for spelling in [k for k in config[section] if k.lower() == key.lower()]:
+            config.remove_option(section, spelling)
+
+
+def cfg_deployment(config: configparser.ConfigParser) -> tuple[str, str] | None:
+    """("workgroup" or "cluster", its name) as dwh.cfg's [CLUSTER] WORKGROUP / CLUSTER_ID name it."""
+    section = config["CLUSTER"] if config.has_section("CLUSTER") else {}
+    values = {k.upper(): str(v).strip().strip("'\"").strip() for k, v in section.items()}
+    if values.get("WORKGROUP"):
+        return "workgroup", values["WORKGROUP"]
+    if values.get("CLUSTER_ID"):
+        return "cluster", values["CLUSTER_ID"]
+    return None
+
+
+def write_dwh_cfg(path: Path, *, host: str, port: int, db: str, user: str, role_arn: str,
+                  cluster_id: str | None = None, workgroup: str | None = None) -> None:
+    """Write the endpoint, the deployment and the role ARN into dwh.cfg atomically, keeping the rest.
+
+    The deployment is [CLUSTER] CLUSTER_ID for a cluster or WORKGROUP for Serverless; the other key
+    is removed, since the runtime refuses a dwh.cfg that names both."""
+    if (cluster_id is None) == (workgroup is None):
+        raise ValueError("write_dwh_cfg needs exactly one of cluster_id and workgroup")
     config = read_dwh_cfg(path)
     _set(config, "CLUSTER", "HOST", host)
     _set(config, "CLUSTER", "DB_NAME", db)
     _set(config, "CLUSTER", "DB_USER", user)
     _set(config, "CLUSTER", "DB_PORT", str(port))
+    if workgroup is not None:
+        _set(config, "CLUSTER", "WORKGROUP", workgroup)
+        _remove(config, "CLUSTER", "CLUSTER_ID")
+    else:
+        _set(config, "CLUSTER", "CLUSTER_ID", cluster_id)  # type: ignore[arg-type]
+        _remove(config, "CLUSTER", "WORKGROUP")
     _set(config, "IAM_ROLE", "ARN", role_arn)
     try:
         mode = path.stat().st_mode & 0o777 if path.exists() else None
@@ -526,12 +582,12 @@ def write_dwh_cfg(path: Path, *, host: str, port: int, db: str, user: str, role_
 
 
 # ----------------------------------------------------------------------------- commands
-def cmd_up(args: argparse.Namespace) -> int:
-    """`up`: role, cluster, wait, ingress, dwh.cfg."""
+def check_up_inputs(args: argparse.Namespace, what: str = "cluster") -> tuple[str, Path]:
+    """Everything `up` checks before any AWS call: --cidr (warned if open to all), the password, dwh.cfg."""
     network = args.cidr
     if network.prefixlen == 0:
         bar = "!" * 78
-        print(f"{bar}\n{PROG}: WARNING: --cidr {network} opens port {DEFAULT_PORT} of the cluster to "
+        print(f"{bar}\n{PROG}: WARNING: --cidr {network} opens port {DEFAULT_PORT} of the {what} to "
               f"the WHOLE INTERNET.\nAnyone can then try passwords against it. Prefer your own "
               f"address, e.g. 203.0.113.7/32.\n{bar}", file=sys.stderr, flush=True)
     password = read_password()
@@ -540,6 +596,45 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise InfraError(f"cannot write {path}: folder {path.parent} does not exist ({CFG_ENV})",
                          EXIT_USAGE)
     read_dwh_cfg(path)  # fail before touching AWS if the file is unreadable
+    return password, path
+
+
+def note_missing_db_password(path: Path) -> None:
+    """Say that dwh.cfg has no DB_PASSWORD (this tool never writes it)."""
+    config = read_dwh_cfg(path)
+    if not (config.has_section("CLUSTER") and any(k.lower() == "db_password" for k in config["CLUSTER"])):
+        _say(f"note: {path} has no DB_PASSWORD; add it yourself if your tools read it from there "
+             "(this tool never writes the password)")
+
+
+def _cfg_deployment_if_readable() -> tuple[str, str] | None:
+    """dwh.cfg's deployment, or None when the file is missing or unreadable (status/down need no file)."""
+    try:
+        return cfg_deployment(read_dwh_cfg(cfg_path()))
+    except InfraError:
+        return None
+
+
+def check_cfg_deployment(kind: str, name: str, command: str) -> None:
+    """Refuse `down` for a cluster when dwh.cfg was written for a workgroup, or the other way round.
+
+    The role is shared: tearing down the wrong kind would delete the role the other one uses."""
+    found = _cfg_deployment_if_readable()
+    if found is None or found[0] == kind:
+        return
+    other_kind, other_name = found
+    flag = " --serverless" if other_kind == "workgroup" else ""
+    raise InfraError(
+        f"{cfg_path()} names {other_kind} {other_name!r} ([CLUSTER] "
+        f"{'WORKGROUP' if other_kind == 'workgroup' else 'CLUSTER_ID'}), not a {kind}: run "
+        f"`{PROG} {command}{flag}` for it; to {command} a {kind} {name!r} anyway, point "
+        f"{CFG_ENV} at another file", EXIT_USAGE)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """`up`: role, cluster, wait, ingress, dwh.cfg."""
+    network = args.cidr
+    password, path = check_up_inputs(args)
     iam, redshift, ec2 = make_clients(region())
     _say(f"region {region()}")
     role_arn = ensure_role(iam, args.role_name, args.bucket)
@@ -557,18 +652,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         _say(f"tcp {port} from {network} was already open in security group {group_id}")
     db = cluster.get("DBName") or args.db
     user = cluster.get("MasterUsername") or args.user
-    write_dwh_cfg(path, host=endpoint["Address"], port=port, db=db, user=user, role_arn=role_arn)
+    write_dwh_cfg(path, host=endpoint["Address"], port=port, db=db, user=user, role_arn=role_arn,
+                  cluster_id=args.cluster_id)
     _say(f"cluster {args.cluster_id} is available at {endpoint['Address']}:{port}")
     _say(f"role ARN {role_arn}")
-    _say(f"wrote [CLUSTER] HOST, DB_NAME, DB_USER, DB_PORT and [IAM_ROLE] ARN to {path}")
-    if not any(k.lower() == "db_password" for k in read_dwh_cfg(path)["CLUSTER"]):
-        _say(f"note: {path} has no DB_PASSWORD; add it yourself if your tools read it from there "
-             "(this tool never writes the password)")
+    _say(f"wrote [CLUSTER] HOST, DB_NAME, DB_USER, DB_PORT, CLUSTER_ID and [IAM_ROLE] ARN to {path}")
+    note_missing_db_password(path)
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """`status`: the cluster's state and endpoint, and the role; exit 3 if the cluster is not found."""
+    note_other_deployment("cluster")
     iam, redshift, _ = make_clients(region())
     cluster = describe_cluster(redshift, args.cluster_id)
     role_arn = get_role_arn(iam, args.role_name)
@@ -586,8 +681,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if cluster is not None else EXIT_NOT_FOUND
 
 
+def note_other_deployment(kind: str) -> None:
+    """For `status`: say so when dwh.cfg names the other kind of deployment (status is harmless)."""
+    found = _cfg_deployment_if_readable()
+    if found is not None and found[0] != kind:
+        flag = " --serverless" if found[0] == "workgroup" else ""
+        _say(f"note: {cfg_path()} names {found[0]} {found[1]!r}: `{PROG} status{flag}` shows it")
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     """`down`: revoke our ingress rules, delete the cluster, wait, delete the role."""
+    check_cfg_deployment("cluster", args.cluster_id, "down")
     iam, redshift, ec2 = make_clients(region())
     cluster = describe_cluster(redshift, args.cluster_id)
     revoke_failed = False
@@ -652,66 +756,91 @@ environment:
   AWS_ENDPOINT_URL      honoured by boto3 (e.g. a moto server); credentials as usual for boto3
 
 exit codes:
-  0  success (`status`: the cluster exists, whatever its state)
-  1  AWS error, or the cluster did not come up / go away in time
-  2  usage or configuration error (bad arguments, {PASSWORD_ENV} missing or invalid)
-  3  `status` only: the cluster was not found
+  0  success (`status`: the cluster, or with --serverless the workgroup, exists, whatever its state)
+  1  AWS error, or the cluster (namespace, workgroup) did not come up / go away in time
+  2  usage or configuration error (bad arguments, {PASSWORD_ENV} missing or invalid, `down`
+     for a cluster when dwh.cfg names a workgroup or the other way round)
+  3  `status` only: the cluster (with --serverless: the workgroup) was not found
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of sparkify-infra (subcommands up, status, down)."""
+    from sparkify_dagster.cli import infra_serverless as serverless
+
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Create, inspect and delete the Sparkify Redshift cluster and the IAM role it\n"
-                    "uses to read S3, and write the endpoint into dwh.cfg.",
+        description="Create, inspect and delete the Sparkify Redshift cluster (or, with --serverless,\n"
+                    "a Redshift Serverless namespace and workgroup) and the IAM role it uses to read\n"
+                    "S3, and write the endpoint into dwh.cfg.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--serverless", action="store_true",
+                        help="a Redshift Serverless namespace and workgroup instead of a cluster "
+                             "(give it to up, status and down alike)")
     common.add_argument("--cluster-id", default="sparkify",
-                        help="cluster identifier (default: sparkify)")
+                        help="cluster identifier (default: sparkify; cluster only)")
+    common.add_argument("--workgroup", type=serverless.parse_name, default=serverless.DEFAULT_WORKGROUP,
+                        help=f"Serverless workgroup (default: {serverless.DEFAULT_WORKGROUP}; "
+                             "with --serverless)")
+    common.add_argument("--namespace", type=serverless.parse_name, default=serverless.DEFAULT_NAMESPACE,
+                        help=f"Serverless namespace (default: {serverless.DEFAULT_NAMESPACE}; "
+                             "with --serverless)")
     common.add_argument("--role-name", default="sparkify-redshift-s3-read",
                         help="IAM role Redshift assumes (default: sparkify-redshift-s3-read)")
     waiting = argparse.ArgumentParser(add_help=False)
     waiting.add_argument("--timeout", type=_positive_float, default=1800.0,
-                         help="seconds to wait for the cluster (default: 1800)")
+                         help="seconds to wait for the cluster, namespace or workgroup (default: 1800)")
     waiting.add_argument("--poll-interval", type=_positive_float, default=15.0,
-                         help="seconds between describe_clusters polls (default: 15)")
+                         help="seconds between polls of its state (default: 15)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{up,status,down}")
 
     up = sub.add_parser(
         "up", parents=[common, waiting], epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="create (or reuse) the role and cluster, open the port to --cidr, write dwh.cfg",
-        description="Create (or reuse) the IAM role and the cluster, wait until it is available,\n"
-                    "allow tcp 5439 from --cidr only, and write the endpoint and role into dwh.cfg.",
+        help="create (or reuse) the role and cluster (or workgroup), open the port to --cidr, "
+             "write dwh.cfg",
+        description="Create (or reuse) the IAM role and the cluster (with --serverless: the namespace\n"
+                    "and workgroup), wait until it is available, allow tcp 5439 from --cidr only,\n"
+                    "and write the endpoint and role into dwh.cfg.",
     )
     up.add_argument("--cidr", required=True, type=parse_cidr,
-                    help="the only network allowed to reach the cluster's port, e.g. 203.0.113.7/32 "
+                    help="the only network allowed to reach the port, e.g. 203.0.113.7/32 "
                          "(required; 0.0.0.0/0 is accepted with a loud warning)")
     # DC2 node types were deprecated in 2025: new clusters are RA3 (ra3.large is the smallest).
-    up.add_argument("--node-type", default="ra3.large", help="node type (default: ra3.large)")
+    up.add_argument("--node-type", default="ra3.large",
+                    help="node type (default: ra3.large, the smallest RA3 node: new DC2 clusters "
+                         "can no longer be created; cluster only)")
     up.add_argument("--nodes", type=positive_int, default=2,
-                    help="number of nodes; 1 makes a single-node cluster (default: 2)")
+                    help="number of nodes; 1 makes a single-node cluster (default: 2; cluster only)")
+    up.add_argument("--base-capacity", type=serverless.parse_base_capacity,
+                    default=serverless.DEFAULT_BASE_CAPACITY,
+                    help=f"workgroup base capacity in RPUs: {serverless.BASE_CAPACITY_RULE} (default: "
+                         f"{serverless.DEFAULT_BASE_CAPACITY}; with --serverless)")
     up.add_argument("--db", default="sparkify", help="database name (default: sparkify)")
-    up.add_argument("--user", default="sparkify", help="master user name (default: sparkify)")
+    up.add_argument("--user", default="sparkify",
+                    help="master (Serverless: admin) user name (default: sparkify)")
     up.add_argument("--bucket", type=parse_bucket,
                     help="S3 bucket the role may read (default: any bucket, '*')")
     up.add_argument("--private", action="store_true",
-                    help="do not make the cluster publicly accessible (default: public, so that "
-                         "--cidr can reach it from outside the VPC)")
+                    help="do not make the cluster (workgroup) publicly accessible (default: public, "
+                         "so that --cidr can reach it from outside the VPC)")
 
     sub.add_parser("status", parents=[common], epilog=_EPILOG,
                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                   help="print the cluster's state and endpoint (exit 3 if not found)",
-                   description="Print the cluster's state and endpoint and the role's ARN.\n"
-                               "Exit 0 if the cluster exists (any state), 3 if it is not found.")
+                   help="print the cluster's (or workgroup's) state and endpoint (exit 3 if not found)",
+                   description="Print the cluster's state and endpoint and the role's ARN (with\n"
+                               "--serverless: the namespace's and workgroup's states, the endpoint,\n"
+                               "the base capacity and the role).\n"
+                               "Exit 0 if the cluster (workgroup) exists (any state), 3 if it is not found.")
     sub.add_parser("down", parents=[common, waiting], epilog=_EPILOG,
                    formatter_class=argparse.RawDescriptionHelpFormatter,
-                   help="delete the cluster (no final snapshot), our ingress rules and the role",
+                   help="delete the cluster (or workgroup and namespace), our ingress rules and the role",
                    description="Revoke the ingress rules `up` added, delete the cluster without a\n"
-                               "final snapshot, wait until it is gone, then delete the role and its\n"
-                               "policies. Does nothing for what is already gone.")
+                               "final snapshot (with --serverless: the workgroup, then the namespace,\n"
+                               "without a final snapshot), wait until it is gone, then delete the role\n"
+                               "and its policies. Does nothing for what is already gone.")
     return parser
 
 
@@ -725,8 +854,12 @@ def _error(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sparkify-infra`` console script."""
+    from sparkify_dagster.cli import infra_serverless as serverless
+
     args = build_parser().parse_args(argv)
-    command = {"up": cmd_up, "status": cmd_status, "down": cmd_down}[args.command]
+    commands = ({"up": serverless.cmd_up, "status": serverless.cmd_status, "down": serverless.cmd_down}
+                if args.serverless else {"up": cmd_up, "status": cmd_status, "down": cmd_down})
+    command = commands[args.command]
     try:
         return command(args)
     except InfraError as exc:
