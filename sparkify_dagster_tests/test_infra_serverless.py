@@ -63,10 +63,13 @@ def namespace(status: str = "AVAILABLE", roles: tuple[str, ...] = (ROLE_ARN,), d
     return {"namespace": body}
 
 
+WG_ARN = "arn:aws:redshift-serverless:us-west-2:123456789012:workgroup/wg-1"
+
+
 def workgroup(status: str = "AVAILABLE", groups: list[str] | None = None, capacity: int = 8,
               address: str | None = ADDRESS, ns: str = NS, public: bool = True):
     """A GetWorkgroup/CreateWorkgroup response."""
-    body = {"workgroupName": WG, "workgroupId": "wg-1", "namespaceName": ns, "status": status,
+    body = {"workgroupName": WG, "workgroupId": "wg-1", "workgroupArn": WG_ARN, "namespaceName": ns, "status": status,
             "baseCapacity": capacity, "publiclyAccessible": public, "securityGroupIds": groups or []}
     if address:
         body["endpoint"] = {"address": address, "port": 5439}
@@ -301,6 +304,7 @@ def test_status_prints_namespace_workgroup_endpoint_capacity_and_role(run, stub,
     assert f"namespace {NS}: AVAILABLE (database sparkify, default role {ROLE_ARN})" in out
     assert f"workgroup {WG}: AVAILABLE (16 RPUs base capacity, public, namespace {NS}" in out
     assert f"endpoint: {ADDRESS}:5439" in out
+    assert f"workgroup ARN: {WG_ARN}" in out  # what the README's GetCredentials policy names
     assert f"role {ROLE}: {ROLE_ARN}" in out
     # the cluster status says the dwh.cfg names a workgroup (and shows the cluster, not found)
     code, out, _ = run("status")

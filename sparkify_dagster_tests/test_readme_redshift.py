@@ -24,6 +24,7 @@ import pytest
 
 from sparkify_dagster.source import SAMPLE_DATA_DIR
 from sparkify_dagster_tests.conftest import upload_tree
+from sparkify_dagster_tests.redshift_standin.iam import moto_issues_logins
 from sparkify_dagster_tests.redshift_standin.serverless_api import ServerlessApiServer, ServerlessControlPlane
 from sparkify_dagster_tests.redshift_wire import REGION, query
 
@@ -61,12 +62,13 @@ def _apply_shell_env(command: str, env: dict) -> bool:
 def test_the_readme_redshift_section_shows_cluster_and_serverless_password_and_iam():
     cluster, serverless = readme_redshift_blocks()
     for block in (cluster, serverless):
-        assert block[0].startswith("export SPARKIFY_TARGET=redshift")
-    assert [c.split()[0] for c in cluster[1:]] == ["sparkify-infra", "sparkify-sql", "dagster", "dagster",
+        assert block[0].startswith("export SPARKIFY_TARGET=redshift") and "REDSHIFT_PASSWORD=…" in block[0]
+    assert [c.split()[0] for c in cluster[1:]] == ["sparkify-infra", "unset", "sparkify-sql", "dagster", "dagster",
                                                     "sparkify-infra"]
     assert cluster[1].startswith("sparkify-infra up --cidr") and cluster[-1] == "sparkify-infra down"
+    assert cluster[2] == "unset REDSHIFT_PASSWORD; export REDSHIFT_AUTH=iam"
     assert serverless[1].startswith("sparkify-infra up --serverless")
-    assert serverless[2] == "unset REDSHIFT_PASSWORD; export REDSHIFT_AUTH=iam"
+    assert not any("REDSHIFT_AUTH" in c for c in serverless)  # password sign-in
     assert serverless[-1] == "sparkify-infra down --serverless"
 
 
@@ -131,7 +133,7 @@ def _dwh_cfg(tmp_path: Path) -> configparser.ConfigParser:
     return cfg
 
 
-def test_the_cluster_block_works_in_order(aws_for_readme, tmp_path):
+def test_the_cluster_iam_block_works_in_order(aws_for_readme, tmp_path):
     standin = aws_for_readme["standin"]
     commands = readme_redshift_blocks()[0]
     bucket, prefix = shlex.split(commands[0])[-2].split("=", 1)[1].removeprefix("s3://").split("/", 1)
@@ -144,23 +146,29 @@ def test_the_cluster_block_works_in_order(aws_for_readme, tmp_path):
             assert cfg["CLUSTER"]["CLUSTER_ID"] == "sparkify" and "WORKGROUP" not in cfg["CLUSTER"]
             assert cfg["IAM_ROLE"]["ARN"].startswith("arn:aws:iam::")
             seen["role"] = cfg["IAM_ROLE"]["ARN"]
+        if command.startswith(("sparkify-sql", "dagster")):
+            assert "REDSHIFT_PASSWORD" not in env and env["REDSHIFT_AUTH"] == "iam"
         if command.startswith("sparkify-sql"):
             sql = (tmp_path / "full_load.sql").read_text()
             assert f"IAM_ROLE '{seen['role']}'" in sql and f"FROM 's3://{bucket}/{prefix}/_sparkify_manifests/" in sql
             assert "placeholder" not in sql
             assert "s3://{}/{}/log_data/".format(bucket, prefix) in sql  # the real log files, listed from S3
         if command.startswith("dagster asset materialize"):
-            assert query(standin, "SELECT COUNT(*) FROM songplays")[0][0] > 0
-            assert {c["user"] for c in standin.statements.connections} == {standin.user}
+            # Every connection of the run signed in with what moto's GetClusterCredentials issued for
+            # the cluster and database user the dwh.cfg names, working as that user.
+            assert {c["user"] for c in standin.statements.connections} == {f"IAMA:{standin.user}"}
+            assert {(i["cluster"], i["db_user"]) for i in issued} == {("sparkify", "sparkify")}
+            assert query(standin, "SELECT COUNT(*) FROM songplays")[0][0] > 0  # (this test's own connection)
 
-    outputs = _run_block(commands, aws_for_readme, tmp_path, check)
+    with moto_issues_logins(standin) as issued:
+        outputs = _run_block(commands, aws_for_readme, tmp_path, check)
     assert "RUN_SUCCESS" in outputs[3]  # the checks job
     redshift = boto3.client("redshift", endpoint_url=aws_for_readme["moto"], region_name=REGION,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
     assert not [c for c in redshift.describe_clusters()["Clusters"] if c["ClusterIdentifier"] == "sparkify"]
 
 
-def test_the_serverless_iam_block_works_in_order(aws_for_readme, tmp_path):
+def test_the_serverless_block_works_in_order(aws_for_readme, tmp_path):
     standin, plane = aws_for_readme["standin"], aws_for_readme["plane"]
     standin.serverless = True  # no STL views from here on, as on a workgroup
     commands = readme_redshift_blocks()[1]
@@ -169,18 +177,17 @@ def test_the_serverless_iam_block_works_in_order(aws_for_readme, tmp_path):
         if command.startswith("sparkify-infra up"):
             cfg = _dwh_cfg(tmp_path)
             assert cfg["CLUSTER"]["HOST"].endswith(".redshift-serverless.amazonaws.com")
-            assert cfg["CLUSTER"]["WORKGROUP"] and "CLUSTER_ID" not in cfg["CLUSTER"]
+            assert cfg["CLUSTER"]["WORKGROUP"] == "sparkify-wg" and "CLUSTER_ID" not in cfg["CLUSTER"]
             assert [w["status"] for w in plane.workgroups.values()] == ["AVAILABLE"]
-        if command.startswith("dagster"):
-            assert "REDSHIFT_PASSWORD" not in env and env["REDSHIFT_AUTH"] == "iam"
+            assert [n["iamRoles"] for n in plane.namespaces.values()] == [[cfg["IAM_ROLE"]["ARN"]]]
+        if command.startswith("sparkify-infra status"):
+            assert f"workgroup ARN: {plane.workgroups['sparkify-wg']['workgroupArn']}" in output
         if command.startswith("dagster asset materialize"):
+            assert {c["user"] for c in standin.statements.connections} == {standin.user}
+            # Serverless: the rejects query went to the SYS view only.
+            assert standin.statements.count(r"sys_load_error_detail") and not standin.statements.count(r"stl_")
             assert query(standin, "SELECT COUNT(*) FROM songplays")[0][0] > 0
-            # Every connection of the run signed in as the caller's IAM identity, with what
-            # GetCredentials issued for the workgroup the dwh.cfg names.
-            assert {c["user"] for c in standin.statements.connections} == {"IAM:moto"}
-            asked = [r for op, r in plane.calls if op == "GetCredentials"]
-            assert asked and {r["workgroupName"] for r in asked} == {_dwh_cfg(tmp_path)["CLUSTER"]["WORKGROUP"]}
 
     outputs = _run_block(commands, aws_for_readme, tmp_path, check)
-    assert "RUN_SUCCESS" in outputs[2]  # the checks job
+    assert "RUN_SUCCESS" in outputs[3]  # the checks job
     assert not plane.workgroups and not plane.namespaces

@@ -20,6 +20,7 @@ from sparkify_dagster.cli.generate import generate_dataset
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
 from sparkify_dagster_tests.conftest import upload_tree
 from sparkify_dagster_tests.redshift_standin.iam import moto_issues_logins
+from sparkify_dagster_tests.redshift_standin.serverless_api import ServerlessApiServer, ServerlessControlPlane
 from sparkify_dagster_tests.redshift_wire import (
     REGION,
     assert_same_tables,
@@ -138,3 +139,43 @@ def test_iam_on_serverless_gets_credentials_for_the_workgroup(standin, monkeypat
         # Serverless: rejects come from the SYS view; the STL one does not exist here.
         assert s.execute("SELECT count(*) FROM sys_load_error_detail WHERE session_id = pg_backend_pid()") == [(0,)]
     stubber.assert_no_pending_responses()
+
+
+def test_iam_on_serverless_end_to_end_needs_the_grant_the_readme_names(standin, aws, tmp_path):
+    """A run with REDSHIFT_AUTH=iam on a workgroup: the driver's GetCredentials goes to the Serverless
+    control plane (``serverless_api.py``), which answers for the caller's IAM identity; that identity is
+    a database user of its own, so its first run stops at the analytics schema until the admin grants
+    CREATE ON DATABASE, as the README says; then it loads what the embedded engine loads."""
+    standin.serverless = True
+    root = tmp_path / "raw"
+    generate_dataset(root, songs=30, users=5, days=2, events_per_day=40, seed=22)
+    upload_tree(aws["s3"], BUCKET, root, "iam-serverless")
+    data_uri = f"s3://{BUCKET}/iam-serverless"
+    plane = ServerlessControlPlane(aws["endpoint"], REGION, polls_until_available=0, on_credentials=(
+        lambda login, password, expires: standin.grant_temporary_login(login, password, expires, login, True)))
+    with ServerlessApiServer(plane) as api:
+        client = boto3.client("redshift-serverless", endpoint_url=api.url, region_name=REGION,
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client.create_namespace(namespaceName="sparkify-ns", dbName=standin.database)
+        client.create_workgroup(workgroupName="sparkify-wg", namespaceName="sparkify-ns", baseCapacity=8)
+        client.get_workgroup(workgroupName="sparkify-wg")  # AVAILABLE from now on
+        env = _iam_env(standin, aws, data_uri, tmp_path / "home", REDSHIFT_WORKGROUP="sparkify-wg",
+                       AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS=api.url)
+        first = materialize(env)
+        assert first.returncode != 0
+        assert "permission denied for database" in first.stdout + first.stderr
+        standin.admin(f'GRANT CREATE ON DATABASE {standin.database} TO "IAM:moto"')  # the README's grant
+        standin.statements.clear()
+        done = materialize(env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert {c["user"] for c in standin.statements.connections} == {"IAM:moto"}
+    asked = [request for operation, request in plane.calls if operation == "GetCredentials"]
+    assert asked and all(r == {"workgroupName": "sparkify-wg", "dbName": standin.database} for r in asked)
+    assert not standin.statements.count(r"\bstl_")
+    build_embedded(tmp_path / "serverless.duckdb", data_uri, aws["endpoint"])
+    # The tables are the IAM identity's: the test reads them as the stand-in's own user once granted.
+    standin.admin(f"GRANT USAGE ON SCHEMA analytics TO {standin.user}; "
+                  f"GRANT SELECT ON ALL TABLES IN SCHEMA public, analytics TO {standin.user}")
+    assert_same_tables(redshift_tables(standin), duckdb_tables(tmp_path / "serverless.duckdb"))
+    owners = {r[0] for r in standin.admin("SELECT tableowner FROM pg_tables WHERE schemaname = 'analytics'")}
+    assert owners == {"IAM:moto"}

@@ -352,6 +352,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         infra._say(f"workgroup {args.workgroup}: {workgroup.get('status')} "
                    f"({workgroup.get('baseCapacity')} RPUs base capacity, {public}, "
                    f"namespace {workgroup.get('namespaceName')}, {where})")
+        if workgroup.get("workgroupArn"):
+            # What an IAM policy for GetCredentials names (it ends in the workgroup's id, not its name).
+            infra._say(f"workgroup ARN: {workgroup['workgroupArn']}")
         endpoint = workgroup.get("endpoint") or {}
         if endpoint.get("address"):
             infra._say(f"endpoint: {endpoint['address']}:{endpoint.get('port', infra.DEFAULT_PORT)}")

@@ -266,10 +266,11 @@ class RedshiftStandin:
                 "Role"]["Arn"]
 
     def reset(self) -> None:
-        """Drop every schema the user owns (public comes back empty), clear the logs of loads and statements."""
+        """Drop every schema but the system's and the emulation's (public comes back empty, the user's),
+        whoever made it (a temporary login's user too), and clear the logs of loads and statements."""
         schemas = [r[0] for r in self.admin(
-            f"SELECT nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
-            f"WHERE r.rolname = {quote_literal(self.user)} OR n.nspname = 'public'")]
+            "SELECT nspname FROM pg_namespace WHERE nspname !~ '^(pg_|redshift_standin)' "
+            "AND nspname <> 'information_schema'")]
         sql = [f"DROP SCHEMA {quote_ident(s)} CASCADE" for s in schemas]
         sql += [f"CREATE SCHEMA IF NOT EXISTS public AUTHORIZATION {quote_ident(self.user)}",
                 "TRUNCATE redshift_standin.load_errors, redshift_standin.copies"]
