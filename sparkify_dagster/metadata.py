@@ -47,11 +47,12 @@ def table_name(warehouse: Warehouse, table: Table) -> str:
 
 def definition_metadata(table: Table, warehouse: Warehouse | None = None) -> dict[str, Any]:
     """What the definition of a table's asset shows before any run: its column schema; with the bound
-    engine, its table name; for a table built by SQL, each column's lineage (read from the SQL)."""
+    engine, its table name; for a star table, each column's lineage (read from its SQL; the analytics
+    tables are left out, as reading their SQL would double what it adds to every load of the definitions)."""
     metadata: dict[str, Any] = {"dagster/column_schema": column_schema(table)}
     if warehouse is not None:
         metadata["dagster/table_name"] = table_name(warehouse, table)
-        if table.layer in (Layer.STAR, Layer.ANALYTICS):
+        if table.layer is Layer.STAR:
             metadata["dagster/column_lineage"] = column_lineage(table, warehouse.dialect)
     return metadata
 
