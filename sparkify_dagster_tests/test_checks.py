@@ -98,7 +98,9 @@ def test_each_check_fails_on_its_defect_and_only_it(loaded_sample, tmp_path, mon
         con.execute(sql)
     result, outcomes = run_checks_job(db, monkeypatch)
     assert not result.success  # a failed blocking check fails the run (non-zero exit on the CLI)
-    assert {k for k, passed in outcomes.items() if not passed} == {failing}
+    # The analytics tables' checks (test_analytics_checks.py) also see a songplays that changed under them.
+    analytics = {t.name for t in ANALYTICS_TABLES}
+    assert {k for k, passed in outcomes.items() if not passed and k[0] not in analytics} == {failing}
 
 
 def test_failed_staging_check_blocks_the_star_tables(tmp_path, monkeypatch):
