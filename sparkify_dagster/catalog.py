@@ -124,6 +124,11 @@ class Table:
     order_by: tuple[str, ...] = ()
     preview_columns: tuple[str, ...] = ()  # default: every column
     chart: Chart | None = None
+    # Analytics shapes, each checked by an asset check: the values the (single) key takes, one row
+    # each and no other; at most this many rows (a top-N); its ``plays`` add up to every songplay.
+    every_key: tuple = ()
+    max_rows: int | None = None
+    plays_add_up: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -149,6 +154,9 @@ class Table:
     def copied_columns(self) -> list[Column]:
         """The columns a COPY fills (a staging table's source_file is the load's own)."""
         return [c for c in self.columns if c.name != "source_file"]
+
+
+LEVELS = ("free", "paid")  # subscription levels (songplays.level, users.level, analytics.plays_by_level)
 
 
 def _cols(*specs: tuple) -> tuple[Column, ...]:
@@ -224,7 +232,7 @@ SONGPLAYS = Table(
         ("songplay_id", "varchar(32)", "md5 of user_id|session_id|item_in_session: stable across reloads.", True),
         ("start_time", "timestamp", "Play time, UTC, millisecond precision.", True),
         ("user_id", "varchar(64)", "User who played the song.", True),
-        Column("level", "varchar(16)", "User's level at the time of the play.", accepted_values=("free", "paid")),
+        Column("level", "varchar(16)", "User's level at the time of the play.", accepted_values=LEVELS),
         ("song_id", "varchar(32)", "Matched song (title, artist and duration within 0.01 s), else null."),
         ("artist_id", "varchar(32)", "Artist of the matched song, else null."),
         ("session_id", "bigint", "Session identifier."),
@@ -249,7 +257,7 @@ USERS = Table(
         ("first_name", "varchar(256)", "First name on the user's latest event."),
         ("last_name", "varchar(256)", "Last name on the user's latest event."),
         ("gender", "varchar(8)", "Gender on the user's latest event."),
-        Column("level", "varchar(16)", "Level (free/paid) on the user's latest event.", accepted_values=("free", "paid")),
+        Column("level", "varchar(16)", "Level (free/paid) on the user's latest event.", accepted_values=LEVELS),
     ),
     primary_key=("user_id",),
     diststyle="ALL",
@@ -371,8 +379,10 @@ ANALYTICS_SCHEMA = "analytics"
 TOP_N = 10
 PLATFORMS = ("Windows", "Mac", "Linux", "iPhone", "iPad", "Android", "Other")
 WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+HOURS = tuple(range(24))
 # What every SQL template may read besides ref() and the dialect.
-TEMPLATE_PARAMETERS = {"top_n": TOP_N, "platforms": PLATFORMS, "weekday_names": WEEKDAY_NAMES}
+TEMPLATE_PARAMETERS = {"top_n": TOP_N, "platforms": PLATFORMS, "weekday_names": WEEKDAY_NAMES, "hours": HOURS,
+                       "levels": LEVELS}
 
 _RANK = Column("play_rank", "integer", f"Rank by plays, 1 = most played (ties broken by id); at most {TOP_N}.",
                True)
@@ -382,11 +392,13 @@ _SHARE = Column("share_pct", "double", "Percent of all songplays (0 when there a
 
 
 def _analytics(name: str, description: str, columns: tuple[Column, ...], key: str, built_from: tuple[str, ...],
-               chart: Chart, order_by: tuple[str, ...] = ()) -> Table:
+               chart: Chart, order_by: tuple[str, ...] = (), every_key: tuple = (), max_rows: int | None = None,
+               plays_add_up: bool = False) -> Table:
     # Small tables, always rebuilt: a full copy on every Redshift node, sorted by their key.
     return Table(name=name, description=description, columns=columns, layer=Layer.ANALYTICS,
                  built_from=built_from, primary_key=(key,), diststyle="ALL", sortkey=(key,),
-                 schema=ANALYTICS_SCHEMA, update=Rebuild(skip_unchanged=False), order_by=order_by, chart=chart)
+                 schema=ANALYTICS_SCHEMA, update=Rebuild(skip_unchanged=False), order_by=order_by, chart=chart,
+                 every_key=every_key, max_rows=max_rows, plays_add_up=plays_add_up)
 
 
 TOP_SONGS = _analytics(
@@ -397,6 +409,7 @@ TOP_SONGS = _analytics(
           ("artist_name", "varchar(512)", "The artist's name (from artists)."), _PLAYS, _LISTENERS),
     "play_rank", ("songplays", "songs", "artists"),
     Chart(f"Top {TOP_N} songs by plays", "{title} — {artist_name}", horizontal=True),
+    max_rows=TOP_N,
 )
 TOP_ARTISTS = _analytics(
     "top_artists",
@@ -406,6 +419,7 @@ TOP_ARTISTS = _analytics(
           ("songs_played", "bigint", "Distinct songs of the artist that were played.", True), _LISTENERS),
     "play_rank", ("songplays", "artists"),
     Chart(f"Top {TOP_N} artists by plays", "{name}", horizontal=True),
+    max_rows=TOP_N,
 )
 PLAYS_BY_HOUR = _analytics(
     "plays_by_hour",
@@ -413,6 +427,7 @@ PLAYS_BY_HOUR = _analytics(
     _cols(("hour", "integer", "Hour of day, 0-23, UTC.", True), _PLAYS, _LISTENERS),
     "hour", ("songplays", "time"),
     Chart("Plays by hour of day (UTC)", "{hour}"),
+    every_key=HOURS, plays_add_up=True,
 )
 PLAYS_BY_WEEKDAY = _analytics(
     "plays_by_weekday",
@@ -421,6 +436,7 @@ PLAYS_BY_WEEKDAY = _analytics(
           ("day_name", "varchar(16)", "Sunday .. Saturday.", True), _PLAYS, _LISTENERS),
     "weekday", ("songplays", "time"),
     Chart("Plays by day of week (UTC)", "{day_name:.3}"),
+    every_key=tuple(range(len(WEEKDAY_NAMES))), plays_add_up=True,
 )
 PLAYS_BY_LEVEL = _analytics(
     "plays_by_level",
@@ -429,7 +445,7 @@ PLAYS_BY_LEVEL = _analytics(
           _PLAYS, _LISTENERS, _SHARE),
     "level", ("songplays",),
     Chart("Plays by subscription level", "{level}"),
-    order_by=("-plays", "level"),
+    order_by=("-plays", "level"), every_key=LEVELS, plays_add_up=True,
 )
 MOST_ACTIVE_USERS = _analytics(
     "most_active_users",
@@ -441,6 +457,7 @@ MOST_ACTIVE_USERS = _analytics(
           ("sessions", "bigint", "Distinct sessions with a songplay.", True)),
     "play_rank", ("songplays", "users"),
     Chart(f"Top {TOP_N} users by plays", "{first_name} {last_name} ({user_id})", horizontal=True),
+    max_rows=TOP_N,
 )
 PLAYS_BY_PLATFORM = _analytics(
     "plays_by_platform",
@@ -450,7 +467,7 @@ PLAYS_BY_PLATFORM = _analytics(
           _PLAYS, _LISTENERS, _SHARE),
     "platform", ("songplays",),
     Chart("Plays by platform (from the user agent)", "{platform}"),
-    order_by=("-plays", "platform"),
+    order_by=("-plays", "platform"), every_key=PLATFORMS, plays_add_up=True,
 )
 
 

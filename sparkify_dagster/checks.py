@@ -29,23 +29,25 @@ from sparkify_dagster.catalog import (
     Table,
     upstream_of,
 )
-from sparkify_dagster.metadata import markdown_table
+from sparkify_dagster.metadata import sample_table
 from sparkify_dagster.warehouse.base import Warehouse
-from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal
+from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal, relation
 
 CHECKS_JOB_NAME = "data_quality_checks"
 SAMPLE_ROWS = 5
 
 
 def _violations(warehouse: Warehouse, count_sql: str, sample_sql: str, columns: list[str],
-                description: str) -> dg.AssetCheckResult:
+                description: str, table: Table | None = None) -> dg.AssetCheckResult:
     """Pass when count_sql returns 0; otherwise show how many rows violate and a few of them."""
     warehouse.ensure_tables()
+    if table is not None and table.schema:  # a table in its own schema (analytics) is ensured apart
+        warehouse.ensure_tables([table])
     bad = warehouse.query(count_sql)[0][0]
     metadata: dict = {"violations": bad}
     if bad:
         sample = warehouse.query(f"{sample_sql} LIMIT {SAMPLE_ROWS}")
-        metadata["sample"] = dg.MetadataValue.md(markdown_table([dict(zip(columns, r)) for r in sample]))
+        metadata["sample"] = sample_table([dict(zip(columns, r)) for r in sample], table)
     return dg.AssetCheckResult(passed=bad == 0, metadata=metadata, description=f"{bad} violation(s): {description}")
 
 
@@ -58,6 +60,8 @@ class TableCheck:
     description: str
     body: Callable[[Warehouse], dg.AssetCheckResult]
     blocking: bool = True
+    # WARN: a failure is shown (and the checks job still succeeds), nothing is stopped.
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
     @property
     def spec(self) -> dg.AssetCheckSpec:
@@ -67,7 +71,8 @@ class TableCheck:
     def run(self, warehouse: Warehouse) -> dg.AssetCheckResult:
         result = self.body(warehouse)
         return dg.AssetCheckResult(asset_key=dg.AssetKey(self.table), check_name=self.name, passed=result.passed,
-                                   metadata=result.metadata, description=result.description)
+                                   metadata=result.metadata, description=result.description,
+                                   severity=self.severity)
 
 
 def primary_key_checks(table: Table) -> list[TableCheck]:
@@ -171,8 +176,8 @@ def staging_count_check(table: Table) -> TableCheck:
             "records_read": read,
             "records_staged": staged,
             "records_rejected": rejected,
-            "rejects": dg.MetadataValue.md(
-                markdown_table([dict(zip(("source_file", "line", "column", "reason"), r)) for r in rejects])
+            "rejects": sample_table(
+                [dict(zip(("source_file", "line_number", "column_name", "reason"), r)) for r in rejects], LOAD_ERRORS
             ),
         }
         return dg.AssetCheckResult(passed=result.passed, metadata=metadata, description=result.description)
@@ -181,12 +186,71 @@ def staging_count_check(table: Table) -> TableCheck:
                   "Every record read is either a staging row or a load_errors row, file by file.", body)
 
 
+def _literal(value: object) -> str:
+    return str(int(value)) if isinstance(value, int) else quote_literal(str(value))
+
+
+def every_key_check(table: Table) -> TableCheck:
+    """One row for each value the record's ``every_key`` lists, and no other row (e.g. 24 hours)."""
+    rel, key = relation(table), quote_ident(table.primary_key[0])
+    expected = " UNION ALL ".join(f"SELECT {_literal(v)} AS k" for v in table.every_key)
+    problems = (
+        f"SELECT e.k AS key_value, 'missing' AS problem FROM ({expected}) AS e "
+        f"WHERE e.k NOT IN (SELECT {key} FROM {rel} WHERE {key} IS NOT NULL) "
+        f"UNION ALL SELECT t.{key}, 'not expected' FROM {rel} AS t "
+        f"WHERE t.{key} IS NULL OR t.{key} NOT IN (SELECT k FROM ({expected}) AS e2) "
+        f"UNION ALL SELECT {key}, 'repeated' FROM {rel} GROUP BY {key} HAVING COUNT(*) > 1"
+    )
+    values = table.every_key
+    shown = f"{values[0]}..{values[-1]}" if all(isinstance(v, int) for v in values) else "/".join(values)
+    return TableCheck(
+        table.name, f"one_row_per_{table.primary_key[0]}",
+        f"Exactly {len(values)} rows: one per {table.primary_key[0]} ({shown}), none missing, none other.",
+        lambda w: _violations(w, f"SELECT COUNT(*) FROM ({problems}) AS p", problems,
+                              [table.primary_key[0], "problem"],
+                              f"{table.primary_key[0]} values missing, repeated or not expected.", table),
+    )
+
+
+def max_rows_check(table: Table) -> TableCheck:
+    """A top-N table holds at most N rows."""
+    rel, key = relation(table), quote_ident(table.primary_key[0])
+    beyond = (f"SELECT * FROM (SELECT t.*, ROW_NUMBER() OVER (ORDER BY t.{key}) AS row_number_ FROM {rel} AS t) "
+              f"AS r WHERE r.row_number_ > {int(table.max_rows)}")
+    return TableCheck(
+        table.name, f"at_most_{table.max_rows}_rows", f"At most {table.max_rows} rows (a top {table.max_rows}).",
+        lambda w: _violations(w, f"SELECT COUNT(*) FROM ({beyond}) AS b", beyond,
+                              [*table.column_names, "row_number"], f"Rows beyond the top {table.max_rows}.", table),
+    )
+
+
+def plays_add_up_check(table: Table) -> TableCheck:
+    """A breakdown of every songplay (by hour, weekday, level, platform): its plays sum to songplays' rows.
+
+    A warning, not a stop: nothing is built from the analytics tables, and the checks-only job may
+    compare them with a songplays that a newer load has replaced (the next run rebuilds them)."""
+    rel, songplays = relation(table), relation(TABLES["songplays"])
+    totals = (f"SELECT (SELECT COALESCE(SUM(plays), 0) FROM {rel}) AS plays_in_table, "
+              f"(SELECT COUNT(*) FROM {songplays}) AS songplays")
+    return TableCheck(
+        table.name, "plays_add_up_to_songplays", "Its plays add up to the number of songplays.",
+        lambda w: _violations(
+            w, f"SELECT CASE WHEN t.plays_in_table = t.songplays THEN 0 ELSE 1 END FROM ({totals}) AS t",
+            totals, ["plays_in_table", "songplays"], "plays in the table differ from the songplays.", table,
+        ),
+        blocking=False, severity=dg.AssetCheckSeverity.WARN,
+    )
+
+
 def checks_from_catalog(table: Table) -> list[TableCheck]:
     """The checks a table's record implies, in the order they run."""
     checks = [staging_count_check(table)] if table.layer is Layer.STAGING else []
     if table.layer is Layer.STAR and table.primary_key:
         checks += primary_key_checks(table)
     checks += [accepted_values_check(table, c) for c in table.columns if c.accepted_values]
+    checks += [every_key_check(table)] if table.every_key else []
+    checks += [max_rows_check(table)] if table.max_rows is not None else []
+    checks += [plays_add_up_check(table)] if table.plays_add_up else []
     return checks
 
 

@@ -13,6 +13,7 @@ setting, and ``sparkify-infra up`` can write the dwh.cfg that the next command r
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 import warnings
@@ -21,6 +22,8 @@ from pathlib import Path
 import dagster as dg
 
 from sparkify_dagster.assets import build_assets
+from sparkify_dagster.assets.metadata import Binding
+from sparkify_dagster.catalog import Layer
 from sparkify_dagster.checks import data_quality_checks_job
 from sparkify_dagster.sensors import (
     daily_refresh_schedule,
@@ -36,6 +39,12 @@ from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, load
 
 DEFAULT_DUCKDB_PATH = "data/sparkify.duckdb"
 TARGETS = ("duckdb", "redshift")
+# A table not updated within this long of its last good load is stale (the logs arrive daily: a day
+# plus two hours of slack for a late upload or a queued run); it warns a little earlier.
+DEFAULT_FRESHNESS_HOURS = 26.0
+DEFAULT_FRESHNESS_WARN_HOURS = 24.0
+FRESH_LAYERS = (Layer.STAGING, Layer.STAR, Layer.ANALYTICS)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ConfigurationError(Exception):
@@ -51,6 +60,41 @@ def _max_errors() -> int:
     if value < 0:
         raise ConfigurationError(f"SPARKIFY_MAX_ERRORS must be 0 or more, not {value}")
     return value
+
+
+def _hours(name: str, default: float) -> float:
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of hours, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be more than 0 hours, not {raw}")
+    return value
+
+
+def freshness_policies() -> dict[Layer, dg.FreshnessPolicy]:
+    """The freshness policy of the staging, star and analytics tables: fail after
+    SPARKIFY_FRESHNESS_HOURS without a good load (default 26), warn after SPARKIFY_FRESHNESS_WARN_HOURS (24)."""
+    fail = _hours("SPARKIFY_FRESHNESS_HOURS", DEFAULT_FRESHNESS_HOURS)
+    warn = _hours("SPARKIFY_FRESHNESS_WARN_HOURS", min(DEFAULT_FRESHNESS_WARN_HOURS, fail * 12 / 13))
+    if warn >= fail:
+        raise ConfigurationError(
+            f"SPARKIFY_FRESHNESS_WARN_HOURS ({warn:g}) must be less than SPARKIFY_FRESHNESS_HOURS ({fail:g})")
+    policy = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=fail), warn_window=dt.timedelta(hours=warn))
+    return {layer: policy for layer in FRESH_LAYERS}
+
+
+def link_to_git(assets: list) -> list:
+    """Code references as links into the repository when SPARKIFY_GIT_URL names one (e.g.
+    https://github.com/org/sparkify-dagster; branch SPARKIFY_GIT_BRANCH, default main); else local files."""
+    url = os.environ.get("SPARKIFY_GIT_URL")
+    if not url:
+        return assets
+    return dg.link_code_references_to_git(
+        assets, git_url=url.rstrip("/"), git_branch=os.environ.get("SPARKIFY_GIT_BRANCH") or "main",
+        file_path_mapping=dg.AnchorBasedFilePathMapping(local_file_anchor=REPO_ROOT, file_anchor_path_in_repository=""),
+    )
 
 
 def build_source(data_uri: str) -> RawDataSource:
@@ -101,12 +145,14 @@ def build_resources(target: str) -> dict:
 def build_defs(target: str | None = None) -> dg.Definitions:
     target = (target or os.environ.get("SPARKIFY_TARGET") or "duckdb").lower()
     resources = build_resources(target)
-    engine_kind = resources["warehouse"].kind
-    assets = build_assets(engine_kind)
+    warehouse = resources["warehouse"]
+    binding = Binding(engine_kind=warehouse.kind, warehouse=warehouse, raw_data=resources["raw_data"],
+                      freshness=freshness_policies())
+    assets = build_assets(warehouse.kind, binding)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta in Dagster 1.13
         # Each materializable asset links to the function that builds it ("Source code" in the UI).
-        assets = dg.with_source_code_references(assets)
+        assets = link_to_git(dg.with_source_code_references(assets))
     return dg.Definitions(
         assets=assets,
         jobs=[data_quality_checks_job, load_warehouse_job, full_refresh_job],
@@ -119,10 +165,10 @@ def build_defs(target: str | None = None) -> dg.Definitions:
     )
 
 
-# A one-shot command (materialize, execute a job, validate) stops on a configuration mistake with one
-# line; a long-lived code server (dagster dev, the webserver, the daemon) raises it instead, so the UI
-# shows the message on the code location.
-_ONE_SHOT_COMMANDS = {"asset", "job", "definitions"}
+# A one-shot command (materialize, execute a job, validate; dg launch, check, list) stops on a
+# configuration mistake with one line; a long-lived code server (dagster dev, dg dev, the webserver,
+# the daemon) raises it instead, so the UI shows the message on the code location.
+_ONE_SHOT_COMMANDS = {"dagster": {"asset", "job", "definitions"}, "dg": {"launch", "check", "list"}}
 
 
 @dg.definitions
@@ -131,8 +177,8 @@ def defs() -> dg.Definitions:
     try:
         return build_defs()
     except (ConfigurationError, RedshiftConfigError) as exc:
-        command = Path(sys.argv[0]).name if sys.argv else ""
-        if command in ("dagster", "dagster.exe") and _ONE_SHOT_COMMANDS & set(sys.argv[1:2]):
+        command = Path(sys.argv[0]).name.removesuffix(".exe") if sys.argv else ""
+        if _ONE_SHOT_COMMANDS.get(command, set()) & set(sys.argv[1:2]):
             print(f"sparkify-dagster: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         raise

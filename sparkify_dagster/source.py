@@ -71,6 +71,10 @@ class RawDataSource(dg.ConfigurableResource):
     # What Redshift's COPY needs besides reading: the objects' s3:// URIs, and a place beside them
     # for its manifests (and the default JSONPaths). Only an S3 source has them.
 
+    def uri(self, prefix: str) -> str:
+        """Where a prefix under the data root is, as a URI (for dagster/uri): s3://… or file://…."""
+        raise NotImplementedError
+
     def s3_uri(self, key: str) -> str:
         """The s3:// URI of an object under the data root."""
         raise SourceError(
@@ -110,6 +114,10 @@ class LocalFolderSource(RawDataSource):
 
     def describe(self) -> str:
         return str(self.root_path)
+
+    def uri(self, prefix: str) -> str:
+        # Not root_path: the definitions name the folder even before it exists (a run then says why).
+        return (Path(self.root.removeprefix("file://")).expanduser().resolve() / prefix).as_uri() + "/"
 
     def list_files(self, prefix: str) -> list[RawFile]:
         """Every *.json object under a prefix (which ends with '/'), sorted by key."""

@@ -97,6 +97,9 @@ class S3Source(RawDataSource):
     def describe(self) -> str:
         return self.uri.rstrip("/")
 
+    def uri(self, prefix: str) -> str:
+        return self.s3_uri(prefix)
+
     def s3_uri(self, key: str) -> str:
         bucket, prefix = self.bucket_and_prefix
         return f"s3://{bucket}/{prefix}{key}"

@@ -17,7 +17,7 @@ LAYERS = [
     {"catalog", "jsonpath", "text"},
     {"source", "source_s3"},
     {"warehouse"},
-    {"metadata", "checks"},
+    {"lineage", "metadata", "checks"},
     {"assets"},
     {"sensors"},
     {"definitions", "__init__"},

@@ -5,7 +5,14 @@ import pytest
 
 from sparkify_dagster import defs as load_defs
 from sparkify_dagster.assets.analytics import ANALYSES
-from sparkify_dagster.catalog import STAGING_TABLES, STAR_TABLES
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import jinja2
+
+from sparkify_dagster.catalog import ANALYTICS_TABLES, SONGPLAYS, STAGING_TABLES, STAR_TABLES, TABLES, USERS
+from sparkify_dagster.warehouse import transforms
 from sparkify_dagster.definitions import ConfigurationError, build_defs
 from sparkify_dagster.source import SAMPLE_DATA_DIR
 from sparkify_dagster_tests.conftest import materialize_all
@@ -77,7 +84,9 @@ def test_every_materialization_reports_row_count_schema_and_table_name(tmp_path)
         schema = md["dagster/column_schema"].schema
         assert [c.name for c in schema.columns][:2] and all(c.description for c in schema.columns)
     assert seen["staging_events"]["records_read"].value == seen["staging_events"]["dagster/row_count"].value
-    assert "|" in seen["songplays"]["preview"].value
+    preview = seen["songplays"]["preview"].value  # typed table metadata, the catalog's columns
+    assert [c.name for c in preview.schema.columns] == [c.name for c in SONGPLAYS.columns]
+    assert len(preview.records) == 5 and all(r.data["songplay_id"] for r in preview.records)
 
 
 def test_tables_of_an_older_shape_are_rebuilt_and_staging_reloads(tmp_path):
@@ -117,3 +126,111 @@ def test_a_run_opens_the_warehouse_once_and_releases_it(tmp_path, monkeypatch):
     outside_a_run = DuckDBWarehouse(path=str(db))
     assert outside_a_run.query("SELECT count(*) FROM songplays")[0][0] > 0
     assert len(opened) == 2  # outside a run, each session opens and closes its own connection
+
+
+# --- what the definitions say before anything is materialized -------------------------------------
+
+
+def _text(value) -> str:
+    """A string metadata entry, as the definition holds it (plain, or a MetadataValue)."""
+    return getattr(value, "value", value)
+
+
+def _bound(monkeypatch, **env):
+    monkeypatch.setenv("SPARKIFY_DUCKDB_PATH", "/tmp/never/wh.duckdb")  # never opened: nothing runs
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return build_defs("duckdb").resolve_asset_graph()
+
+
+def test_table_facts_are_on_the_definitions_before_any_run(monkeypatch):
+    graph = _bound(monkeypatch)
+    for table in STAGING_TABLES + STAR_TABLES + ANALYTICS_TABLES:
+        node = graph.get(dg.AssetKey(table.name))
+        schema = node.metadata["dagster/column_schema"]
+        assert [(c.name, c.type, c.description) for c in schema.columns] == [
+            (c.name, c.type, c.description) for c in table.columns]
+        assert _text(node.metadata["dagster/table_name"]) == f"wh.{table.schema or 'main'}.{table.name}"
+        # A star or analytics table's code version is its SQL's; staging has no SQL file.
+        assert (node.code_version == transforms.code_version(table)) if table.sql_file else node.code_version is None
+    for raw, prefix in (("song_data", "song_data/"), ("log_data", "log_data/")):
+        assert _text(graph.get(dg.AssetKey(raw)).metadata["dagster/uri"]) == (SAMPLE_DATA_DIR / prefix).as_uri() + "/"
+
+
+def test_star_column_lineage_names_the_staging_columns_from_the_sql(monkeypatch):
+    graph = _bound(monkeypatch)
+    for table in STAR_TABLES:
+        lineage = graph.get(dg.AssetKey(table.name)).metadata["dagster/column_lineage"]
+        assert set(lineage.deps_by_column) == set(table.column_names), table.name  # every column has a source
+        for column, deps in lineage.deps_by_column.items():
+            for dep in deps:  # each source is a column of a table this one is built from
+                source = dep.asset_key.to_user_string()
+                assert source in table.built_from and dep.column_name in TABLES[source].column_names
+    songplays = {c: {(d.asset_key.to_user_string(), d.column_name) for d in deps} for c, deps in
+                 graph.get(dg.AssetKey("songplays")).metadata["dagster/column_lineage"]
+                 .deps_by_column.items()}
+    assert songplays["start_time"] == {("staging_events", "ts")}
+    assert songplays["songplay_id"] == {("staging_events", c) for c in ("user_id", "session_id", "item_in_session")}
+    assert ("staging_songs", "song_id") in songplays["song_id"]
+    assert songplays["user_agent"] == {("staging_events", "user_agent")}
+
+
+def _edited_sql(tmp_path, monkeypatch, name: str, old: str, new: str) -> None:
+    """The sql/ folder with one edit, as the templates the transforms render."""
+    folder = tmp_path / "sql"
+    shutil.copytree(Path(transforms.__file__).parents[1] / "sql", folder)
+    text = (folder / name).read_text()
+    assert old in text
+    (folder / name).write_text(text.replace(old, new))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)
+    monkeypatch.setattr(transforms, "SQL_TEMPLATES", env)
+
+
+def test_code_version_and_lineage_follow_the_sql(tmp_path, monkeypatch):
+    before = {t.name: transforms.code_version(t) for t in STAR_TABLES + ANALYTICS_TABLES}
+    assert len(set(before.values())) == len(before)  # one version per transform
+    # The shared song-record rule is part of songs, artists and songplays, not of users or time.
+    _edited_sql(tmp_path / "a", monkeypatch, "_song_records.sql", "WHERE s.song_id IS NOT NULL",
+                "WHERE s.song_id IS NOT NULL AND s.duration > 0")
+    changed = {t.name for t in STAR_TABLES if transforms.code_version(t) != before[t.name]}
+    assert changed == {"songs", "artists", "songplays"}
+    # An edit to what a column is made of changes its lineage in the definitions: nothing is kept beside the SQL.
+    _edited_sql(tmp_path / "b", monkeypatch, "songplays.sql", "    e.location,\n", "    e.user_agent AS location,\n")
+    assert transforms.code_version(SONGPLAYS) != before["songplays"]
+    assert transforms.code_version(USERS) == before["users"]
+    graph = _bound(monkeypatch)
+    deps = graph.get(dg.AssetKey("songplays")).metadata["dagster/column_lineage"].deps_by_column
+    assert {(d.asset_key.to_user_string(), d.column_name) for d in deps["location"]} == {
+        ("staging_events", "user_agent")}
+
+
+def test_staging_star_and_analytics_tables_have_a_configurable_freshness_policy(monkeypatch):
+    graph = _bound(monkeypatch)
+    for table in STAGING_TABLES + STAR_TABLES + ANALYTICS_TABLES:
+        policy = graph.get(dg.AssetKey(table.name)).freshness_policy
+        assert policy.fail_window.to_timedelta() == dt.timedelta(hours=26), table.name
+        assert policy.warn_window.to_timedelta() == dt.timedelta(hours=24), table.name
+    assert graph.get(dg.AssetKey("log_data")).freshness_policy is None  # raw data is not ours to refresh
+    graph = _bound(monkeypatch, SPARKIFY_FRESHNESS_HOURS="50", SPARKIFY_FRESHNESS_WARN_HOURS="30")
+    policy = graph.get(dg.AssetKey("songplays")).freshness_policy
+    assert (policy.fail_window.to_timedelta(), policy.warn_window.to_timedelta()) == (
+        dt.timedelta(hours=50), dt.timedelta(hours=30))
+    for bad, message in (("soon", "SPARKIFY_FRESHNESS_HOURS must be a number"), ("-1", "more than 0"),
+                         ("20", "SPARKIFY_FRESHNESS_WARN_HOURS \\(30\\) must be less")):
+        monkeypatch.setenv("SPARKIFY_FRESHNESS_HOURS", bad)
+        with pytest.raises(ConfigurationError, match=message):
+            build_defs("duckdb")
+
+
+def test_code_references_link_to_the_git_repository_when_one_is_configured(monkeypatch):
+    def references(graph):
+        return graph.get(dg.AssetKey("songplays")).metadata["dagster/code_references"].code_references
+
+    assert all(isinstance(r, dg.LocalFileCodeReference) for r in references(_bound(monkeypatch)))
+    graph = _bound(monkeypatch, SPARKIFY_GIT_URL="https://github.com/example/sparkify-dagster",
+                   SPARKIFY_GIT_BRANCH="release")
+    urls = [r.url for r in references(graph)]
+    assert "https://github.com/example/sparkify-dagster/tree/release/sparkify_dagster/sql/songplays.sql" in urls
+    assert any(u.startswith("https://github.com/example/sparkify-dagster/tree/release/sparkify_dagster/assets/star.py")
+               for u in urls)

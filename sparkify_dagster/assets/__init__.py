@@ -11,15 +11,18 @@ from functools import lru_cache
 import dagster as dg
 
 from sparkify_dagster.assets.analytics import build_analytics_assets
-from sparkify_dagster.assets.raw import RAW_ASSETS
+from sparkify_dagster.assets.metadata import Binding
+from sparkify_dagster.assets.raw import build_raw_assets
 from sparkify_dagster.assets.staging import build_staging_assets
 from sparkify_dagster.assets.star import build_star_assets
 
 
-def build_assets(engine_kind: str) -> list:
-    """Every asset of the project, its kind tag naming the engine it is bound to."""
-    return [*RAW_ASSETS, *build_staging_assets(engine_kind), *build_star_assets(engine_kind),
-            build_analytics_assets(engine_kind)]
+def build_assets(engine_kind: str, binding: Binding | None = None) -> list:
+    """Every asset of the project, its kind tag naming the engine it is bound to; with a ``binding``,
+    each table's definition also names its table and location, and carries its freshness policy."""
+    binding = binding or Binding(engine_kind=engine_kind)
+    return [*build_raw_assets(binding), *build_staging_assets(binding), *build_star_assets(binding),
+            build_analytics_assets(binding)]
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from sparkify_dagster.assets.charts import bar_chart, chart_markdown
-from sparkify_dagster.assets.metadata import OWNERS, code_references
+from sparkify_dagster.assets.metadata import OWNERS, Binding, table_spec
 from sparkify_dagster.assets.staging import WAREHOUSE_POOL
 from sparkify_dagster.catalog import (  # noqa: F401  (the analytics parameters, for readers of this module)
     ANALYTICS_SCHEMA,
@@ -25,7 +25,8 @@ from sparkify_dagster.catalog import (  # noqa: F401  (the analytics parameters,
     WEEKDAY_NAMES,
     Table,
 )
-from sparkify_dagster.metadata import markdown_table, ordered_rows, table_metadata
+from sparkify_dagster.checks import check_specs, run_selected_checks
+from sparkify_dagster.metadata import ordered_rows, preview, table_metadata, table_name
 from sparkify_dagster.warehouse.base import Warehouse
 from sparkify_dagster.warehouse.dialect import Dialect, quote_ident
 from sparkify_dagster.warehouse.transforms import rebuild_statements, render
@@ -58,8 +59,7 @@ def analytics_statements(dialect: Dialect) -> list[str]:
 
 def qualified_name(warehouse: Warehouse, table: Table) -> str:
     """database.analytics.table, for dagster/table_name (the warehouse names its own schema)."""
-    database, _schema, name = warehouse.qualified_name(table).rsplit(".", 2)
-    return f"{database}.{ANALYTICS_SCHEMA}.{name}"
+    return table_name(warehouse, table)
 
 
 def rebuild(warehouse: Warehouse, table: Table) -> tuple[int, list[dict]]:
@@ -84,42 +84,45 @@ def _materialization(warehouse: Warehouse, table: Table, count: int, rows: list[
         asset_key=table.name,
         metadata={
             **table_metadata(table, warehouse, row_count=count),
-            "dagster/table_name": qualified_name(warehouse, table),
             "chart": dg.MetadataValue.md(chart_markdown(png, table.chart.title)),
-            "preview": dg.MetadataValue.md(markdown_table(rows)),
+            "preview": preview(table, rows),
         },
     )
 
 
-def materialize_selected(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
-    """Rebuild the selected analytics tables, in one step, each with its chart."""
+def materialize_selected(context: dg.AssetExecutionContext,
+                         warehouse: Warehouse) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Rebuild the selected analytics tables, in one step, each with its chart; then their checks."""
     for table in ANALYSES:
         if dg.AssetKey(table.name) in context.selected_asset_keys:
             count, rows = rebuild(warehouse, table)
             context.log.info(f"{ANALYTICS_SCHEMA}.{table.name}: {count:,} rows")
             yield _materialization(warehouse, table, count, rows, chart_png(table, rows))
+    for table in ANALYSES:
+        yield from run_selected_checks(context, warehouse, table.name)
 
 
-def build_analytics_assets(engine_kind: str) -> dg.AssetsDefinition:
-    """The analytics tables (group "analytics"): one asset each, built together in one step."""
+def build_analytics_assets(binding: Binding) -> dg.AssetsDefinition:
+    """The analytics tables (group "analytics"): one asset each, built together in one step, with their checks."""
 
     @dg.multi_asset(
         name="analytics",
         specs=[
-            dg.AssetSpec(
-                t.name, deps=list(t.built_from), group_name=ANALYTICS_GROUP, kinds={engine_kind, "sql", "pillow"},
+            table_spec(
+                t, binding, group_name=ANALYTICS_GROUP, code=(f"sql/{t.sql_file}", "assets/charts.py"),
+                kinds={binding.engine_kind, "sql", "pillow"}, owners=ANALYTICS_OWNERS,
                 description=f"{t.description} Table {ANALYTICS_SCHEMA}.{t.name}; a chart in the "
                 "materialization metadata.",
-                owners=ANALYTICS_OWNERS,
-                metadata=code_references(f"sql/{t.sql_file}", "assets/charts.py"),
             )
             for t in ANALYSES
         ],
+        check_specs=[spec for t in ANALYSES for spec in check_specs(t.name)],
         can_subset=True,
         pool=WAREHOUSE_POOL,
         description="Rebuild the analytics tables from the star schema and draw their charts.",
     )
-    def analytics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Iterator[dg.MaterializeResult]:
+    def analytics(context: dg.AssetExecutionContext,
+                  warehouse: Warehouse) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         yield from materialize_selected(context, warehouse)
 
     return analytics

@@ -15,10 +15,11 @@ from concurrent.futures import wait as futures_wait
 import dagster as dg
 from pydantic import Field
 
-from sparkify_dagster.assets.metadata import OWNERS, code_references
+from sparkify_dagster.assets.metadata import Binding, table_spec
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_TABLES, Table
 from sparkify_dagster.checks import check_specs, run_selected_checks
-from sparkify_dagster.metadata import markdown_table, table_metadata, table_preview
+from sparkify_dagster.catalog import LOAD_ERRORS
+from sparkify_dagster.metadata import sample_table, table_metadata, table_preview
 from sparkify_dagster.source import RawDataSource, RawFile
 from sparkify_dagster.warehouse.base import LoadReport, RunLog, Warehouse
 
@@ -97,7 +98,7 @@ def _report_metadata(report: LoadReport) -> dict:
         "records_staged": report.records_staged,
         "records_rejected": report.records_rejected,
         "load_seconds": dg.MetadataValue.float(round(report.seconds, 3)),
-        "first_rejects": dg.MetadataValue.md(markdown_table(report.first_errors)),
+        "first_rejects": sample_table(report.first_errors, LOAD_ERRORS),
     }
 
 
@@ -114,18 +115,13 @@ class _QueuedLog:
         self._messages.put(("warning", message))
 
 
-def _spec(table: Table, engine_kind: str) -> dg.AssetSpec:
-    return dg.AssetSpec(table.name, deps=list(table.built_from), group_name=STAGING_GROUP, kinds={engine_kind},
-                        description=table.description, owners=OWNERS, metadata=code_references(*STAGING_CODE))
-
-
-def build_staging_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
+def build_staging_assets(binding: Binding) -> list[dg.AssetsDefinition]:
     """Every staging table of the catalog: one step that loads them side by side, each with its checks."""
     tables = STAGING_TABLES
 
     @dg.multi_asset(
         name=STAGING_STEP,
-        specs=[_spec(t, engine_kind) for t in tables],
+        specs=[table_spec(t, binding, group_name=STAGING_GROUP, code=STAGING_CODE) for t in tables],
         check_specs=[spec for t in tables for spec in check_specs(t.name)],
         can_subset=True,  # one table alone, or the checks alone (the checks-only job)
         pool=WAREHOUSE_POOL,

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from sparkify_dagster.assets.metadata import OWNERS, code_references
+from sparkify_dagster.assets.metadata import Binding, table_spec
 from sparkify_dagster.assets.staging import WAREHOUSE_POOL
 from sparkify_dagster.catalog import STAR_TABLES, Table
 from sparkify_dagster.checks import check_specs, run_selected_checks
@@ -31,13 +31,10 @@ def rebuild(context: dg.AssetExecutionContext, warehouse: Warehouse, table: Tabl
     )
 
 
-def _star_asset(table: Table, engine_kind: str) -> dg.AssetsDefinition:
+def _star_asset(table: Table, binding: Binding) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=table.name,
-        specs=[dg.AssetSpec(
-            table.name, deps=list(table.built_from), group_name=STAR_GROUP, kinds={engine_kind},
-            description=table.description, owners=OWNERS, metadata=code_references(f"sql/{table.sql_file}"),
-        )],
+        specs=[table_spec(table, binding, group_name=STAR_GROUP, code=(f"sql/{table.sql_file}",))],
         check_specs=check_specs(table.name),
         can_subset=True,  # the checks-only job runs the checks without rebuilding
         pool=WAREHOUSE_POOL,
@@ -52,6 +49,6 @@ def _star_asset(table: Table, engine_kind: str) -> dg.AssetsDefinition:
     return _asset
 
 
-def build_star_assets(engine_kind: str) -> list[dg.AssetsDefinition]:
+def build_star_assets(binding: Binding) -> list[dg.AssetsDefinition]:
     """Every star table of the catalog, each rebuilt by its SQL file and checked in its own step."""
-    return [_star_asset(t, engine_kind) for t in STAR_TABLES]
+    return [_star_asset(t, binding) for t in STAR_TABLES]

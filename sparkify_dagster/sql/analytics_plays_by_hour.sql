@@ -1,8 +1,8 @@
 -- analytics.plays_by_hour: songplays per hour of day (UTC), one row for every hour 0-23 (0 plays
--- when none). The hour comes from the time dimension; the 24 hours are a literal list, so the SQL
+-- when none). The hour comes from the time dimension; the hours (the catalog's HOURS) are a literal list, so the SQL
 -- needs no engine-specific series generator (Redshift's generate_series runs on the leader only).
 WITH hours AS (
-    {% for h in range(24) -%}
+    {% for h in hours -%}
     SELECT {{ h }} AS hour{% if not loop.last %} UNION ALL{% endif %}
     {% endfor %}
 ),

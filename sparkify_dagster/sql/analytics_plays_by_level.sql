@@ -11,10 +11,10 @@ WITH counts AS (
 ),
 
 levels AS (
-    SELECT 'free' AS level
+    {% for name in levels -%}
+    SELECT '{{ name }}' AS level
     UNION
-    SELECT 'paid' AS level
-    UNION
+    {% endfor -%}
     SELECT level FROM counts
 ),
 

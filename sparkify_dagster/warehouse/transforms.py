@@ -8,7 +8,11 @@ incremental update; None builds the whole table) and the catalog's ``TEMPLATE_PA
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import jinja2
+import jinja2.meta
 
 from sparkify_dagster.catalog import TABLES, TEMPLATE_PARAMETERS, Table
 from sparkify_dagster.warehouse.dialect import Dialect, relation, replace_statements
@@ -44,3 +48,21 @@ def transform_sql(table_name: str, dialect: Dialect, affected: str | None = None
 def rebuild_statements(table: Table, dialect: Dialect) -> list[str]:
     """A full rebuild of ``table`` as one transaction: lock, DELETE, INSERT of its SELECT, COMMIT."""
     return ["BEGIN", *dialect.lock_statements([table]), *replace_statements(table, render(table, dialect)), "COMMIT"]
+
+
+def _template_sources(name: str, seen: set[str]) -> list[str]:
+    """A template's source and, depth first, those of the templates it includes."""
+    seen.add(name)
+    source, _filename, _uptodate = SQL_TEMPLATES.loader.get_source(SQL_TEMPLATES, name)
+    sources = [source]
+    for included in sorted(jinja2.meta.find_referenced_templates(SQL_TEMPLATES.parse(source))):
+        if included and included not in seen:
+            sources += _template_sources(included, seen)
+    return sources
+
+
+def code_version(table: Table) -> str:
+    """The version of a table's transform: a digest of its SQL file, the files it includes and the
+    template parameters; an edit to any of them marks the table (and what is built from it) stale."""
+    parts = [*_template_sources(table.sql_file, set()), json.dumps(TEMPLATE_PARAMETERS, sort_keys=True)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
