@@ -23,6 +23,8 @@ import dagster as dg
 from sparkify_dagster.assets import build_assets
 from sparkify_dagster.checks import data_quality_checks_job
 from sparkify_dagster.sensors import (
+    SensorSettingsError,
+    check_sensor_settings,
     daily_refresh_schedule,
     full_refresh_job,
     load_warehouse_job,
@@ -101,6 +103,10 @@ def build_resources(target: str) -> dict:
 def build_defs(target: str | None = None) -> dg.Definitions:
     target = (target or os.environ.get("SPARKIFY_TARGET") or "duckdb").lower()
     resources = build_resources(target)
+    try:
+        check_sensor_settings(resources["raw_data"])  # a wrong sensor setting stops the load, not each tick
+    except SensorSettingsError as exc:
+        raise ConfigurationError(str(exc)) from None
     engine_kind = resources["warehouse"].kind
     assets = build_assets(engine_kind)
     with warnings.catch_warnings():
