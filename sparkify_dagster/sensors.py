@@ -267,6 +267,10 @@ def new_raw_files_sensor(context: dg.SensorEvaluationContext, raw_data: RawDataS
 
         events = S3EventQueue.for_source(settings.events_queue, raw_data)
     change, cursor = evaluate(context.cursor, raw_data, settings, time.time(), events)
+    if events is not None:
+        events.acknowledge()  # only now: a tick that failed before this point sees the messages again
+    if not change.any:
+        return dg.SensorResult(skip_reason="no new, changed or deleted raw files", cursor=cursor)
     # What to run: the staging table of what changed and every table built from it, by the asset graph.
     graph = context.repository_def.asset_graph if context.repository_def is not None else asset_graph()
     tables: set[str] = set()
@@ -274,10 +278,6 @@ def new_raw_files_sensor(context: dg.SensorEvaluationContext, raw_data: RawDataS
         tables |= set(downstream_of(STAGING_EVENTS.name, graph=graph))
     if change.songs_changed:
         tables |= set(downstream_of(STAGING_SONGS.name, graph=graph))
-    if events is not None:
-        events.acknowledge()  # only now: a tick that failed before this point sees the messages again
-    if not tables:
-        return dg.SensorResult(skip_reason="no new, changed or deleted raw files", cursor=cursor)
     deleted = sum(v is None for v in change.logs.values())
     context.log.info(
         f"{len(change.logs) - deleted} new or changed log files, {deleted} deleted, older log files changed: "
