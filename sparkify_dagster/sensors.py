@@ -184,7 +184,9 @@ def evaluate(cursor: str | None, source: RawDataSource, settings: SensorSettings
     state = json.loads(cursor) if cursor else {}
     if state and state.get("v") != CURSOR_VERSION:
         state = _upgrade(state)
-    change = Change()
+    # The first tick requests the whole graph (the warehouse may be empty); the first song pass, if it
+    # takes more ticks, still reports when it ends (its digest is the first one to compare with).
+    change = Change(songs_changed=not state)
     log_state = state.get("logs") or {"window": None, "files": {}, "older": None, "full_at": None}
     song_state = state.get("songs") or {"done": None, "pass": None, "next": 0}
     window: str | None = log_state["window"]

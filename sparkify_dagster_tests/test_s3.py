@@ -60,6 +60,16 @@ def test_listing_is_paginated_prefix_exact_and_ignores_neighbours(s3):
     assert all(f.version for f in songs)  # ETags
 
 
+def test_pages_after_a_key_are_prefix_exact(s3):
+    upload(s3, SAMPLE_DATA_DIR)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/log_data/2018/12/2018-12-01-events.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/log_data_old/2018/12/2018-12-02-events.json", Body=b"{}")
+    pages = list(source().list_pages("log_data/", "log_data/2018/12/"))
+    assert [f.key for p in pages for f in p.files] == ["log_data/2018/12/2018-12-01-events.json"]
+    everything = [f.key for p in source().list_pages("log_data/") for f in p.files]
+    assert everything == [f.key for f in source().list_files("log_data/")]
+
+
 def test_load_add_a_day_change_a_day_add_a_song_matches_local_full_load(s3, tmp_path):
     db = tmp_path / "s3.duckdb"
     upload(s3, SAMPLE_DATA_DIR)
