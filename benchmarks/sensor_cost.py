@@ -125,22 +125,38 @@ def worst_latencies(make_sensor, logs: list[str], songs: list[str], s3: Counting
     out = {}
     limit = int(2 * (settings.song_seconds + settings.log_reconcile_seconds) / TICK) + 2000
 
-    def measure(name, change):
+    def state(sensor):
+        return sensors.json.loads(sensor.cursor) if sensor.cursor else {}
+
+    def measure(name, change, worst_moment=None):
         sensor = make_sensor()
-        sensor.tick()  # lists everything (and starts a song pass, whose first page holds songs[0])
-        change()  # right after that tick: the worst moment for each kind of change
+        sensor.tick()
+        if state(sensor).get("v"):
+            # Past the first song pass (which reports when it ends, whatever changed), then on to the
+            # moment the listing that would have seen the change has just been made.
+            while state(sensor)["songs"]["pass"] is not None:
+                sensor.tick()
+            while not worst_moment(sensor, state(sensor)):
+                sensor.tick()
+        change()
         ticks, wall = sensor.ticks_until_run(limit)
         # The change landed just as the previous tick ended; the run is requested when the tick that sees it ends.
         out[name] = None if ticks is None else ticks * TICK + wall
 
     last = dt.date.fromisoformat(logs[-1][-22:-12])
     new = day_key(last + dt.timedelta(1))
-    measure("a new day", lambda: s3.put(new, b"new"))
+    def after_full_listing(sensor, st):
+        return st["logs"]["full_at"] == sensor.clock.now - TICK
+
+    def after_first_song_page(sensor, st):
+        return (st["songs"]["pass"] or {}).get("started") == sensor.clock.now - TICK
+
+    measure("a new day", lambda: s3.put(new, b"new"), lambda sensor, st: True)
     s3.delete(new)
-    measure("an older day re-uploaded", lambda: s3.put(logs[0], b"re-uploaded"))
-    measure("an older day deleted", lambda: s3.delete(logs[1]))
-    # A song changed just after the pass listed it (its first page), so only the next pass can see it.
-    measure("a song file changed", lambda: s3.put(songs[0], b"changed"))
+    measure("an older day re-uploaded", lambda: s3.put(logs[0], b"re-uploaded"), after_full_listing)
+    measure("an older day deleted", lambda: s3.delete(logs[1]), after_full_listing)
+    # A song changed just after a pass listed it (its first page), so only the next pass can see it.
+    measure("a song file changed", lambda: s3.put(songs[0], b"changed"), after_first_song_page)
     return out
 
 
@@ -161,12 +177,23 @@ def fmt_s(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def print_latencies(latencies: dict) -> None:
+    print("\nLongest time from an upload to the requested run (the change made at its worst moment):\n")
+    kinds = list(next(iter(latencies.values())))
+    print("| song files | sensor | " + " | ".join(kinds) + " |")
+    print("|---|---|" + "---|" * len(kinds))
+    for (n, label), found in latencies.items():
+        print(f"| {n:,} | {label} | " + " | ".join(fmt_s(found[k]) for k in kinds) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--songs", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--days", type=int, default=365, help="daily log files in the bucket")
     parser.add_argument("--hours", type=float, default=2.0, help="simulated hours of ticks per measurement")
     parser.add_argument("--before-rev", default="afd5cc4")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the longest upload-to-run times of the current sensor (quick)")
     args = parser.parse_args()
     logging.disable(logging.INFO)  # each run request is logged otherwise
     clock = Clock()
@@ -175,6 +202,14 @@ def main() -> None:
     settings = sensors.sensor_settings()
 
     print(f"Settings: {settings}; a tick every {TICK} s; {args.days} daily log files.\n")
+    if args.latency_only:
+        latencies = {}
+        for n in args.songs:
+            s3, logs, songs = make_bucket(n, args.days)
+            latencies[(n, "after")] = worst_latencies(lambda s3=s3: Sensor(sensors.new_raw_files_sensor, s3, clock),
+                                                      logs, songs, s3, settings)
+        print_latencies(latencies)
+        return
     print("| song files | sensor | ListObjectsV2 per tick: quiet / max / mean | wall per tick: quiet / max "
           f"| max tick at {ASSUMED_REQUEST_SECONDS * 1000:.0f} ms a request |")
     print("|---|---|---|---|---|")
@@ -187,12 +222,7 @@ def main() -> None:
                   f"| {m['quiet_wall'] * 1000:.0f} ms / {m['max_wall'] * 1000:.0f} ms | {m['max_estimate']:.1f} s |")
             latencies[(n, label)] = worst_latencies(lambda d=sensor_def, s3=s3: Sensor(d, s3, clock), logs, songs, s3, settings)
             s3, logs, songs = make_bucket(n, args.days)  # the latency run changed the bucket
-    print("\nLongest time from an upload to the requested run (the change made at its worst moment):\n")
-    kinds = list(next(iter(latencies.values())))
-    print("| song files | sensor | " + " | ".join(kinds) + " |")
-    print("|---|---|" + "---|" * len(kinds))
-    for (n, label), found in latencies.items():
-        print(f"| {n:,} | {label} | " + " | ".join(fmt_s(found[k]) for k in kinds) + " |")
+    print_latencies(latencies)
     sizes = cursor_sizes(before_def, clock)
     print("\nCursor size (bytes) after the first tick:\n")
     print("| daily log files | before | after |\n|---|---|---|")

@@ -245,7 +245,8 @@ def evaluate(cursor: str | None, source: RawDataSource, settings: SensorSettings
         current["digest"] = found.dump()
         if finished:
             change.songs_changed |= current["digest"] != song_state["done"]
-            song_state.update(done=current["digest"], next=current["started"] + settings.song_seconds, **{"pass": None})
+            song_state.update(done=current["digest"], next=current["started"] + settings.song_seconds)
+            song_state["pass"] = None
     new_cursor = json.dumps({"v": CURSOR_VERSION, "logs": log_state, "songs": song_state}, sort_keys=True)
     return change, new_cursor
 
@@ -256,8 +257,9 @@ def evaluate(cursor: str | None, source: RawDataSource, settings: SensorSettings
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Loads new or changed log files (one listing of the current month a tick, everything every 10 min) "
-        "and refreshes the song tables when song_data changes (checked hourly)."
+        "Loads new or changed log files (the newest month listed every tick, all of log_data/ every "
+        "SPARKIFY_SENSOR_LOG_RECONCILE_SECONDS) and refreshes the song tables when song_data changes (a pass "
+        "every SPARKIFY_SENSOR_SONG_SECONDS)."
     ),
 )
 def new_raw_files_sensor(context: dg.SensorEvaluationContext, raw_data: RawDataSource) -> dg.SensorResult:
