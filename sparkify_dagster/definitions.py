@@ -26,6 +26,8 @@ from sparkify_dagster.assets.metadata import Binding
 from sparkify_dagster.catalog import Layer
 from sparkify_dagster.checks import data_quality_checks_job
 from sparkify_dagster.sensors import (
+    SensorSettingsError,
+    check_sensor_settings,
     daily_refresh_schedule,
     full_refresh_job,
     load_warehouse_job,
@@ -145,6 +147,10 @@ def build_resources(target: str) -> dict:
 def build_defs(target: str | None = None) -> dg.Definitions:
     target = (target or os.environ.get("SPARKIFY_TARGET") or "duckdb").lower()
     resources = build_resources(target)
+    try:
+        check_sensor_settings(resources["raw_data"])  # a wrong sensor setting stops the load, not each tick
+    except SensorSettingsError as exc:
+        raise ConfigurationError(str(exc)) from None
     warehouse = resources["warehouse"]
     binding = Binding(engine_kind=warehouse.kind, warehouse=warehouse, raw_data=resources["raw_data"],
                       freshness=freshness_policies())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,6 +50,19 @@ class RawFile(NamedTuple):
     version: str  # "<mtime_ns>-<size>" locally; the ETag on S3
 
 
+# Keys per listing page: what one S3 ListObjectsV2 request returns at most.
+PAGE_KEYS = 1000
+
+
+class ListPage(NamedTuple):
+    """One page of a listing in key order: its *.json files, the last key it covered (any suffix), and
+    whether more keys follow (S3's IsTruncated). A listing resumes after ``last_key``."""
+
+    files: list[RawFile]
+    last_key: str | None
+    truncated: bool
+
+
 class RawDataSource(dg.ConfigurableResource):
     """Where raw objects are listed and read; keys are relative to the data root (e.g. log_data/…)."""
 
@@ -57,6 +70,11 @@ class RawDataSource(dg.ConfigurableResource):
         raise NotImplementedError
 
     def list_files(self, prefix: str) -> list[RawFile]:
+        raise NotImplementedError
+
+    def list_pages(self, prefix: str, start_after: str | None = None) -> Iterator[ListPage]:
+        """The *.json objects under a prefix whose keys sort after ``start_after``, page by page in key
+        order; a caller that stops iterating sends no further request."""
         raise NotImplementedError
 
     def read_bytes(self, key: str) -> bytes:
@@ -121,6 +139,16 @@ class LocalFolderSource(RawDataSource):
 
     def list_files(self, prefix: str) -> list[RawFile]:
         """Every *.json object under a prefix (which ends with '/'), sorted by key."""
+        return self._scan(prefix, None)
+
+    def list_pages(self, prefix: str, start_after: str | None = None) -> Iterator[ListPage]:
+        """The listing after ``start_after`` in pages of PAGE_KEYS, like S3 (folders wholly before it are skipped)."""
+        found = self._scan(prefix, start_after)
+        for i in range(0, max(len(found), 1), PAGE_KEYS):
+            page = found[i:i + PAGE_KEYS]
+            yield ListPage(page, page[-1].key if page else None, i + PAGE_KEYS < len(found))
+
+    def _scan(self, prefix: str, start_after: str | None) -> list[RawFile]:
         base = self.root_path
         folder = base / prefix
         if not folder.is_dir():
@@ -136,14 +164,17 @@ class LocalFolderSource(RawDataSource):
                 with os.scandir(handle) as entries:
                     for entry in entries:
                         if entry.is_dir(follow_symlinks=False):  # like os.walk: symlinked folders not entered
+                            if start_after is not None and _wholly_before(f"{key_prefix}/{entry.name}/", start_after):
+                                continue
                             pending.append((os.path.join(directory, entry.name), f"{key_prefix}/{entry.name}"))
                         elif entry.name.endswith(".json") and entry.is_file():
                             try:
                                 st = entry.stat()
                             except FileNotFoundError:  # removed while the folder was listed: gone
                                 continue
-                            found.append(RawFile(f"{key_prefix}/{entry.name}", st.st_size,
-                                                 f"{st.st_mtime_ns}-{st.st_size}"))
+                            key = f"{key_prefix}/{entry.name}"
+                            if start_after is None or key > start_after:
+                                found.append(RawFile(key, st.st_size, f"{st.st_mtime_ns}-{st.st_size}"))
             finally:
                 if _SCAN_BY_FD:
                     os.close(handle)
@@ -163,6 +194,11 @@ class LocalFolderSource(RawDataSource):
         """The JSONPaths that map an event record onto staging_events columns, by position."""
         path = self.root_path / JSONPATHS_KEY
         return parse_jsonpaths(path.read_bytes()) if path.exists() else list(DEFAULT_EVENT_JSONPATHS)
+
+
+def _wholly_before(folder: str, start_after: str) -> bool:
+    """Whether every key under ``folder`` (ending with '/') sorts before ``start_after``."""
+    return folder < start_after and not start_after.startswith(folder)
 
 
 def parse_jsonpaths(data: bytes) -> list[str]:

@@ -6,10 +6,14 @@ Imported only where the raw data is in S3 (``definitions.build_source``, the Red
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
+
+import boto3
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -23,6 +27,9 @@ from dagster_aws.s3 import S3Resource
 from sparkify_dagster.source import (
     DEFAULT_EVENT_JSONPATHS,
     JSONPATHS_KEY,
+    LOG_PREFIX,
+    SONG_PREFIX,
+    ListPage,
     RawDataSource,
     RawFile,
     SourceError,
@@ -125,6 +132,25 @@ class S3Source(RawDataSource):
             raise s3_error("list", f"s3://{bucket}/{root}{prefix}", exc) from exc
         return sorted(found, key=lambda f: f.key)
 
+    def list_pages(self, prefix: str, start_after: str | None = None) -> Iterator[ListPage]:
+        """ListObjectsV2 from ``start_after`` on (StartAfter), one request per page of up to 1,000 keys."""
+        bucket, root = self.bucket_and_prefix
+        kwargs = {"Bucket": bucket, "Prefix": root + prefix}
+        if start_after:
+            kwargs["StartAfter"] = root + start_after
+        pages = self.client().get_paginator("list_objects_v2").paginate(**kwargs)
+        try:
+            for page in pages:
+                contents = page.get("Contents", [])
+                yield ListPage(
+                    [RawFile(o["Key"][len(root):], o["Size"], o["ETag"].strip('"'))
+                     for o in contents if o["Key"].endswith(".json")],
+                    contents[-1]["Key"][len(root):] if contents else None,
+                    bool(page.get("IsTruncated")),
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error("list", f"s3://{bucket}/{root}{prefix}", exc) from exc
+
     def _get(self, client: Any, key: str) -> bytes:
         bucket, root = self.bucket_and_prefix
         uri = f"s3://{bucket}/{root}{key}"
@@ -178,3 +204,101 @@ class S3Source(RawDataSource):
         return parse_jsonpaths(self.read_bytes(JSONPATHS_KEY)) if self.has(JSONPATHS_KEY) else list(DEFAULT_EVENT_JSONPATHS)
 
 
+
+
+class Notified(NamedTuple):
+    """What the queued S3 event notifications name: log keys created or removed, whether a song file was,
+    and how many SQS requests receiving them took."""
+
+    logs: list[str]
+    songs: bool
+    requests: int
+
+
+class S3EventQueue:
+    """S3 event notifications (ObjectCreated:*, ObjectRemoved:*) delivered by the bucket to an SQS queue.
+
+    ``receive`` drains the queue (ReceiveMessage, 10 messages a call, at most ``max_calls`` calls a tick)
+    and keeps only objects under the data root; ``acknowledge`` deletes what was received, once the tick
+    has used it. The SQS client is built like the S3 one (region, profile, AWS_ENDPOINT_URL).
+    """
+
+    def __init__(self, queue_url: str, source: S3Source, client: Any = None, max_calls: int = 10):
+        self.queue_url = queue_url
+        self.source = source
+        self.max_calls = max_calls
+        self._client = client
+        self._handles: list[str] = []
+
+    @classmethod
+    def for_source(cls, queue_url: str, source: RawDataSource) -> S3EventQueue:
+        """The queue for an S3 source (the settings check refuses a queue with any other source)."""
+        if not isinstance(source, S3Source):
+            raise SourceError(f"S3 event notifications need raw data in S3, not {source.describe()}")
+        return cls(queue_url, source)
+
+    def client(self) -> Any:
+        if self._client is None:
+            s3 = self.source.s3
+            session = boto3.session.Session(
+                profile_name=s3.profile_name, region_name=s3.region_name, aws_access_key_id=s3.aws_access_key_id,
+                aws_secret_access_key=s3.aws_secret_access_key, aws_session_token=s3.aws_session_token,
+            )
+            self._client = session.client("sqs", endpoint_url=s3.endpoint_url)
+        return self._client
+
+    def receive(self) -> Notified:
+        """Every notification waiting (up to max_calls × 10), reduced to what the sensor needs."""
+        bucket, root = self.source.bucket_and_prefix
+        logs, songs, calls = [], False, 0
+        try:
+            while calls < self.max_calls:
+                # A one-second long poll first (short polls sample only some SQS hosts), then drain.
+                resp = self.client().receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                                     WaitTimeSeconds=1 if calls == 0 else 0)
+                calls += 1
+                messages = resp.get("Messages", [])
+                for message in messages:
+                    self._handles.append(message["ReceiptHandle"])
+                    for key in _notified_keys(message.get("Body", ""), bucket):
+                        if not key.startswith(root) or not key.endswith(".json"):
+                            continue
+                        key = key[len(root):]
+                        if key.startswith(LOG_PREFIX):
+                            logs.append(key)
+                        elif key.startswith(SONG_PREFIX):
+                            songs = True
+                if len(messages) < 10:
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error("receive S3 event notifications from", self.queue_url, exc) from exc
+        return Notified(logs, songs, calls)
+
+    def acknowledge(self) -> None:
+        """Delete the messages received (DeleteMessageBatch, 10 a call)."""
+        handles, self._handles = self._handles, []
+        try:
+            for i in range(0, len(handles), 10):
+                self.client().delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": str(n), "ReceiptHandle": h} for n, h in enumerate(handles[i:i + 10])],
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error("delete S3 event notifications from", self.queue_url, exc) from exc
+
+
+def _notified_keys(body: str, bucket: str) -> list[str]:
+    """The object keys of a notification's S3 records in ``bucket`` (keys arrive URL-encoded); none for
+    anything else (the s3:TestEvent sent when notifications are set up, a message from elsewhere)."""
+    try:
+        records = json.loads(body).get("Records") or []
+    except (ValueError, AttributeError):
+        return []
+    keys = []
+    for record in records:
+        try:
+            if record["s3"]["bucket"]["name"] == bucket and record["eventName"].startswith(("ObjectCreated", "ObjectRemoved")):
+                keys.append(urllib.parse.unquote_plus(record["s3"]["object"]["key"]))
+        except (KeyError, TypeError):
+            continue
+    return keys

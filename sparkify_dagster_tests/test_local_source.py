@@ -80,3 +80,31 @@ def test_a_file_removed_while_its_folder_is_listed_is_left_out(tmp_path, monkeyp
     files = LocalFolderSource(root=str(tmp_path)).list_files("song_data/")
     assert [f.key for f in files] == ["song_data/A/TRKEEP.json"]
     assert not gone.exists()
+
+
+def test_pages_after_a_key_are_the_listing_after_it_and_skip_earlier_folders(tmp_path, monkeypatch):
+    keys = [f"log_data/{y}/{m:02d}/{y}-{m:02d}-{d:02d}-events.json"
+            for y in (2017, 2018) for m in (1, 11, 12) for d in (1, 30)]
+    for key in keys:
+        write(tmp_path, key)
+    src = LocalFolderSource(root=str(tmp_path))
+    after = "log_data/2018/11/"
+    pages = list(src.list_pages("log_data/", after))
+    assert [f.key for p in pages for f in p.files] == [k for k in sorted(keys) if k > after]
+    assert pages[-1].truncated is False and pages[-1].last_key == sorted(keys)[-1]
+    # Folders wholly before the key are not entered (the listing costs what comes after it).
+    entered = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(source.os, "scandir", lambda p: entered.append(p) or real_scandir(p))
+    list(src.list_pages("log_data/", after))
+    names = [str(p) for p in entered if isinstance(p, str)]
+    assert not source._SCAN_BY_FD or len(entered) == 1 + 1 + 2  # log_data, 2018, 2018/11 and 2018/12
+    assert not any(n.endswith(("2017", "2018/01")) for n in names)
+
+
+def test_pages_hold_at_most_1000_files(tmp_path):
+    for i in range(2500):
+        write(tmp_path, f"song_data/A/{i:05d}.json")
+    pages = list(LocalFolderSource(root=str(tmp_path)).list_pages("song_data/"))
+    assert [len(p.files) for p in pages] == [1000, 1000, 500]
+    assert [p.truncated for p in pages] == [True, True, False]

@@ -60,6 +60,16 @@ def test_listing_is_paginated_prefix_exact_and_ignores_neighbours(s3):
     assert all(f.version for f in songs)  # ETags
 
 
+def test_pages_after_a_key_are_prefix_exact(s3):
+    upload(s3, SAMPLE_DATA_DIR)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/log_data/2018/12/2018-12-01-events.json", Body=b"{}")
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/log_data_old/2018/12/2018-12-02-events.json", Body=b"{}")
+    pages = list(source().list_pages("log_data/", "log_data/2018/12/"))
+    assert [f.key for p in pages for f in p.files] == ["log_data/2018/12/2018-12-01-events.json"]
+    everything = [f.key for p in source().list_pages("log_data/") for f in p.files]
+    assert everything == [f.key for f in source().list_files("log_data/")]
+
+
 def test_load_add_a_day_change_a_day_add_a_song_matches_local_full_load(s3, tmp_path):
     db = tmp_path / "s3.duckdb"
     upload(s3, SAMPLE_DATA_DIR)
@@ -126,3 +136,41 @@ def test_data_uri_s3_selects_the_s3_source(s3, monkeypatch):
     assert isinstance(build_defs("duckdb").resources["raw_data"], S3Source)
     monkeypatch.setenv("SPARKIFY_DATA_URI", str(SAMPLE_DATA_DIR))
     assert isinstance(build_defs("duckdb").resources["raw_data"], LocalFolderSource)
+
+
+def test_s3_event_notifications_over_sqs_are_seen_at_the_next_tick(s3, monkeypatch):
+    """moto delivers the bucket's notifications to SQS: a new song file and a late log day (before the
+    window) each request their side at the next tick, long before the song pass or the full listing."""
+    from sparkify_dagster import sensors
+
+    upload(s3, SAMPLE_DATA_DIR)
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="sparkify-raw-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"QueueConfigurations": [
+        {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
+    monkeypatch.setenv("SPARKIFY_S3_EVENTS_QUEUE", queue)
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(sensors, "time", type("Clock", (), {"time": staticmethod(lambda: now[0])}))
+
+    def tick(cursor):
+        now[0] += 30
+        with dg.build_sensor_context(cursor=cursor, resources={"raw_data": source()}) as context:
+            return new_raw_files_sensor(context)
+
+    cursor = tick(None).cursor  # the first load; its notifications (the upload) are drained with it
+    quiet = tick(cursor)
+    assert not quiet.run_requests
+    song = {"num_songs": 1, "artist_id": "ARSQS", "song_id": "SOSQS", "title": "Queued", "duration": 1.0}
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/song_data/Q/Q/Q/TRQQQSQS.json", Body=json.dumps(song).encode())
+    songs = tick(quiet.cursor)
+    assert {k.to_user_string() for k in songs.run_requests[0].asset_selection} >= {"staging_songs", "songs", "artists"}
+    assert "staging_events" not in {k.to_user_string() for k in songs.run_requests[0].asset_selection}
+    # A day from before the window (November 2018): only a full listing would find it; the notification
+    # brings that listing forward to this tick.
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/log_data/2018/10/2018-10-31-events.json", Body=b'{"userId":"1"}')
+    late = tick(songs.cursor)
+    assert "staging_events" in {k.to_user_string() for k in late.run_requests[0].asset_selection}
+    # Every message was deleted once used: the next tick receives nothing and requests nothing.
+    assert not tick(late.cursor).run_requests
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
