@@ -89,7 +89,7 @@ class RawDataSource(dg.ConfigurableResource):
     # What Redshift's COPY needs besides reading: the objects' s3:// URIs, and a place beside them
     # for its manifests (and the default JSONPaths). Only an S3 source has them.
 
-    def uri(self, prefix: str) -> str:
+    def location_uri(self, prefix: str) -> str:
         """Where a prefix under the data root is, as a URI (for dagster/uri): s3://… or file://…."""
         raise NotImplementedError
 
@@ -133,7 +133,7 @@ class LocalFolderSource(RawDataSource):
     def describe(self) -> str:
         return str(self.root_path)
 
-    def uri(self, prefix: str) -> str:
+    def location_uri(self, prefix: str) -> str:
         # Not root_path: the definitions name the folder even before it exists (a run then says why).
         return (Path(self.root.removeprefix("file://")).expanduser().resolve() / prefix).as_uri() + "/"
 

@@ -104,7 +104,7 @@ class S3Source(RawDataSource):
     def describe(self) -> str:
         return self.uri.rstrip("/")
 
-    def uri(self, prefix: str) -> str:
+    def location_uri(self, prefix: str) -> str:
         return self.s3_uri(prefix)
 
     def s3_uri(self, key: str) -> str:

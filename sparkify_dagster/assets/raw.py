@@ -21,7 +21,7 @@ def build_raw_assets(binding: Binding = Binding()) -> tuple[dg.AssetSpec, ...]:
     specs = []
     for table in STAGING_TABLES:
         name = table.built_from[0]
-        uri = {"dagster/uri": binding.raw_data.uri(table.raw.prefix)} if binding.raw_data is not None else {}
+        uri = {"dagster/uri": binding.raw_data.location_uri(table.raw.prefix)} if binding.raw_data is not None else {}
         specs.append(dg.AssetSpec(
             name, description=RAW_DESCRIPTIONS[name], group_name=RAW_GROUP, kinds={"s3", "json"}, owners=OWNERS,
             metadata={**uri, **code_references(*RAW_CODE[name])},
