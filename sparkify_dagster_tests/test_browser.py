@@ -6,7 +6,9 @@ A fresh instance (DAGSTER_HOME in a temp folder, with deploy/dagster.yaml) and a
 serves it on 127.0.0.1, and ``dagster-daemon`` evaluates freshness (the sensor is stopped first, so
 it starts no run behind the test's back). The browser checks the lineage (every asset name in the global graph), an analytics
 asset's overview (row count, owners, kinds, code references), its chart (an image decoded by the
-browser, 600 x 300), and the latest materialization's metadata. Screenshots go to test-artifacts/.
+browser, 600 x 300), the latest materialization's metadata, the columns of the never-materialized
+table, ``songplays``' column lineage (the lineage graph's side panel), its freshness status and an
+analytics table's check results. Screenshots go to test-artifacts/.
 
 Needs Python playwright (``pip install playwright``; its own browser download is NOT used) and
 Debian's Chromium (``apt-get install -y chromium``); skipped with the reason when either is missing.
