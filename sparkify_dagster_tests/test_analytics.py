@@ -172,17 +172,18 @@ def test_materializations_carry_row_count_schema_table_name_preview_and_a_chart(
         schema = md["dagster/column_schema"].schema
         assert [c.name for c in schema.columns] == analysis.column_names
         assert all(c.description for c in schema.columns)
-        preview = md["preview"].value
-        assert preview.count("\n") == md["dagster/row_count"].value + 1  # header, rule, one line per row
+        preview = md["preview"]  # typed table metadata: every row of the table, its columns described
+        assert len(preview.records) == md["dagster/row_count"].value
+        assert [c.name for c in preview.schema.columns] == list(analysis.preview_columns or analysis.column_names)
         assert png_size(chart_png(md["chart"].value)) == (WIDTH_PX, HEIGHT_PX)
 
 
 def test_staging_materializations_have_a_preview(sample):
     _, metadata = sample
     for name in ("staging_events", "staging_songs"):
-        preview = metadata[name]["preview"].value
-        assert preview.startswith("| ") and "source_file" in preview.splitlines()[0]
-        assert len(preview.splitlines()) == 2 + 5
+        preview = metadata[name]["preview"]
+        assert "source_file" in [c.name for c in preview.schema.columns]
+        assert len(preview.records) == 5 and all(r.data["source_file"] for r in preview.records)
 
 
 # ----------------------------------------------------------------------------- hand-written songplays
