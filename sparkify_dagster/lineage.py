@@ -4,7 +4,10 @@ Nothing is declared beside the SQL: the transform is rendered for the bound engi
 by sqlglot with the catalog as its schema (so ``SELECT e.*`` resolves), and every column of the
 final SELECT is traced back to the columns of the catalog tables it reads. A change to the SQL is a
 change to the lineage the UI shows. Join and filter columns are not lineage (they choose rows, they
-do not make a value); a column made of constants (an hour of a literal list) has none.
+do not make a value); a column made of constants (an hour of a literal list) has none. A condition
+inside the value's own expression does count: songplays.song_id is ``CASE WHEN ABS(duration - length)
+<= 0.01 THEN song_id END``, so it names staging_events.length and staging_songs.duration beside
+staging_songs.song_id (they decide whether there is a song at all).
 """
 
 from __future__ import annotations
