@@ -24,7 +24,7 @@ import boto3  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
-from sparkify_dagster.cli import infra  # noqa: E402
+from sparkify_dagster.cli import infra, infra_cli  # noqa: E402
 
 PASSWORD = "Canary-Pw-7fK2qZ"
 CIDR = "203.0.113.0/24"
@@ -89,7 +89,7 @@ def aws_env(moto_endpoint, monkeypatch, tmp_path, capfd):
 def run(capfd):
     """Run the CLI in-process; return (exit code, stdout, stderr) and check the password is absent."""
     def _run(*argv: str) -> tuple[int, str, str]:
-        code = infra.main(list(argv))
+        code = infra_cli.main(list(argv))
         out, err = capfd.readouterr()
         assert PASSWORD not in out + err
         assert "Traceback" not in out + err
@@ -102,7 +102,7 @@ def usage_error(capfd):
     """Run the CLI expecting an argparse error; return its stderr."""
     def _usage_error(*argv: str) -> str:
         with pytest.raises(SystemExit) as info:
-            infra.main(list(argv))
+            infra_cli.main(list(argv))
         assert info.value.code == 2
         out, err = capfd.readouterr()
         assert PASSWORD not in out + err
@@ -486,7 +486,7 @@ def test_region_comes_from_aws_region_first(run, monkeypatch):
 
 def test_help_documents_status_exit_codes(capfd):
     with pytest.raises(SystemExit) as info:
-        infra.main(["status", "--help"])
+        infra_cli.main(["status", "--help"])
     assert info.value.code == 0
     out = capfd.readouterr().out
     assert "3 if it is not found" in out

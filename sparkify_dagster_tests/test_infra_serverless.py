@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from sparkify_dagster.cli import infra, infra_serverless
+from sparkify_dagster.cli import infra, infra_cli, infra_serverless
 from sparkify_dagster.warehouse.redshift_config import resolve_settings
 from sparkify_dagster_tests import test_infra as cluster_tests
 from sparkify_dagster_tests.test_infra import CIDR, FAST, PASSWORD, default_group_id, ingress_rules, read_cfg
@@ -415,7 +415,7 @@ def test_missing_credentials_is_a_clear_error(run, monkeypatch):
 
 def test_up_help_names_the_defaults_of_both_deployments(capfd):
     with pytest.raises(SystemExit) as info:
-        infra.main(["up", "--help"])
+        infra_cli.main(["up", "--help"])
     assert info.value.code == 0
     out = " ".join(capfd.readouterr().out.split())  # argparse wraps lines
     assert "--serverless" in out
