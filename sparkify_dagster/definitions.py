@@ -34,7 +34,7 @@ from sparkify_dagster.sensors import (
     new_raw_files_sensor,
 )
 from sparkify_dagster.source import LocalFolderSource, RawDataSource, default_data_uri
-from sparkify_dagster.text import env_region
+from sparkify_dagster.text import env_region, whole_number
 from sparkify_dagster.warehouse.duckdb import DEFAULT_MEMORY_LIMIT, DuckDBWarehouse
 from sparkify_dagster.warehouse.redshift import RedshiftWarehouse
 from sparkify_dagster.warehouse.redshift_config import RedshiftConfigError, load_settings
@@ -54,14 +54,7 @@ class ConfigurationError(Exception):
 
 
 def _max_errors() -> int:
-    raw = os.environ.get("SPARKIFY_MAX_ERRORS", "10")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"SPARKIFY_MAX_ERRORS must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(f"SPARKIFY_MAX_ERRORS must be 0 or more, not {value}")
-    return value
+    return whole_number("SPARKIFY_MAX_ERRORS", os.environ.get("SPARKIFY_MAX_ERRORS", "10"), 0, ConfigurationError)
 
 
 def _hours(name: str, default: float) -> float:

@@ -40,7 +40,7 @@ from sparkify_dagster.assets.raw import RAW_ASSETS
 from sparkify_dagster.assets.staging import STAGING_STEP, StagingLoadConfig
 from sparkify_dagster.catalog import STAGING_EVENTS, STAGING_SONGS
 from sparkify_dagster.source import LOG_PREFIX, SONG_PREFIX, RawDataSource, RawFile
-from sparkify_dagster.text import digest
+from sparkify_dagster.text import digest, whole_number
 
 LOAD_JOB_NAME = "load_warehouse"
 FULL_REFRESH_JOB_NAME = "full_refresh"
@@ -100,16 +100,8 @@ class SensorSettings:
 
 def sensor_settings(environ: Mapping[str, str] = os.environ) -> SensorSettings:
     """The sensor's settings from the environment (defaults in SENSOR_SETTINGS); one clear error if wrong."""
-    values = []
-    for name, default in SENSOR_SETTINGS.items():
-        raw = environ.get(name) or str(default)
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SensorSettingsError(f"{name} must be a whole number, not {raw!r}") from None
-        if value < 1:
-            raise SensorSettingsError(f"{name} must be 1 or more, not {value}")
-        values.append(value)
+    values = [whole_number(name, environ.get(name) or str(default), 1, SensorSettingsError)
+              for name, default in SENSOR_SETTINGS.items()]
     return SensorSettings(*values, events_queue=environ.get(EVENTS_QUEUE_VARIABLE) or None)
 
 

@@ -26,3 +26,15 @@ def digest(pairs: Mapping[str, object]) -> str:
 def env_region(env: Mapping[str, str] = os.environ) -> str | None:
     """The AWS region the environment names (AWS_REGION, else AWS_DEFAULT_REGION), else None."""
     return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+
+
+def whole_number(name: str, raw: str, minimum: int, error: type[Exception]) -> int:
+    """The setting ``name``'s text ``raw`` as an int of at least ``minimum``; else ``error`` with one
+    line saying what is wrong (a configuration mistake is a message, never a traceback)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise error(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise error(f"{name} must be {minimum} or more, not {value}")
+    return value

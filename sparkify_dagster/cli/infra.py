@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -316,20 +317,41 @@ def cluster_create_params(cluster_id: str, node_type: str, nodes: int, db: str, 
     return params
 
 
-def _create_cluster(redshift, params: dict, password: str, role_wait: float, interval: float) -> dict:
-    """create_cluster, retried for up to role_wait seconds while a new IAM role is not yet visible."""
+def create_while_role_settles(create: Callable[[], dict], role_not_visible: Callable[[ClientError], bool],
+                              role_wait: float, interval: float) -> dict:
+    """``create()``, retried for up to role_wait seconds while the error says a new IAM role is not yet
+    visible to Redshift (IAM is eventually consistent); any other error is raised at once."""
     deadline = time.monotonic() + role_wait
     while True:
         try:
-            return redshift.create_cluster(**params, MasterUserPassword=password)["Cluster"]
+            return create()
         except ClientError as exc:
-            message = exc.response.get("Error", {}).get("Message", "").lower()
-            retriable = _code(exc).startswith("InvalidParameter") and "role" in message
-            if not retriable or time.monotonic() + interval > deadline:
+            if not role_not_visible(exc) or time.monotonic() + interval > deadline:
                 raise
             _say("the new IAM role is not visible to Redshift yet (IAM is eventually consistent); "
                  f"retrying in {interval:g} s")
             time.sleep(interval)
+
+
+def mentions_role(exc: ClientError, code_prefix: str) -> bool:
+    """Whether an error of a code starting with ``code_prefix`` is about the role."""
+    message = exc.response.get("Error", {}).get("Message", "").lower()
+    return _code(exc).startswith(code_prefix) and "role" in message
+
+
+def create_unless_taken(create: Callable[[], dict], find: Callable[[], dict | None],
+                        taken_code: str) -> tuple[dict, bool]:
+    """(the resource, whether this call created it): ``create()``, or when another caller created it
+    meanwhile (``taken_code``), what ``find()`` returns."""
+    try:
+        return create(), True
+    except ClientError as exc:
+        if _code(exc) != taken_code:
+            raise
+        existing = find()
+        if existing is None:
+            raise
+        return existing, False
 
 
 def ensure_cluster(redshift, params: dict, password: str, *, role_wait: float = 60.0,
@@ -338,18 +360,16 @@ def ensure_cluster(redshift, params: dict, password: str, *, role_wait: float = 
     cluster_id = params["ClusterIdentifier"]
     existing = describe_cluster(redshift, cluster_id)
     if existing is None:
-        try:
-            created = _create_cluster(redshift, params, password, role_wait, interval)
+        existing, created = create_unless_taken(
+            lambda: create_while_role_settles(
+                lambda: redshift.create_cluster(**params, MasterUserPassword=password)["Cluster"],
+                lambda exc: mentions_role(exc, "InvalidParameter"), role_wait, interval),
+            lambda: describe_cluster(redshift, cluster_id), "ClusterAlreadyExists")
+        if created:
             nodes = params.get("NumberOfNodes", 1)
             kind = "1 node" if nodes == 1 else f"{nodes} nodes"
             _say(f"creating cluster {cluster_id} ({params['NodeType']}, {kind})")
-            return created
-        except ClientError as exc:
-            if _code(exc) != "ClusterAlreadyExists":
-                raise
-            existing = describe_cluster(redshift, cluster_id)
-            if existing is None:
-                raise
+            return existing
     _say(f"reusing cluster {cluster_id} (state: {existing.get('ClusterStatus')})")
     wanted_nodes = params.get("NumberOfNodes", 1)
     if existing.get("NodeType") != params["NodeType"] or existing.get("NumberOfNodes") != wanted_nodes:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -84,14 +85,37 @@ def _not_found(exc: ClientError) -> bool:
     return infra._code(exc) == "ResourceNotFoundException"
 
 
-def get_namespace(client, name: str) -> dict | None:
-    """The namespace from get_namespace, or None if it does not exist."""
+def _get(call: Callable[..., dict], key: str, **params) -> dict | None:
+    """``call(**params)[key]`` (get_namespace, get_workgroup), or None if it does not exist."""
     try:
-        return client.get_namespace(namespaceName=name)["namespace"]
+        return call(**params)[key]
     except ClientError as exc:
         if _not_found(exc):
             return None
         raise
+
+
+def get_namespace(client, name: str) -> dict | None:
+    """The namespace from get_namespace, or None if it does not exist."""
+    return _get(client.get_namespace, "namespace", namespaceName=name)
+
+
+def _delete(kind: str, name: str, found: dict | None, delete: Callable[[], Any], deleting: str) -> bool:
+    """Delete a namespace or workgroup ``found`` as it is now; False if it does not exist (or is gone
+    before ``delete()`` reaches it), True if it is being deleted, by this call or already."""
+    if found is None:
+        return False
+    if found.get("status") == "DELETING":
+        infra._say(f"{kind} {name} is already being deleted")
+        return True
+    try:
+        delete()
+    except ClientError as exc:
+        if _not_found(exc):
+            return False
+        raise
+    infra._say(deleting)
+    return True
 
 
 def namespace_create_params(name: str, db: str, user: str, role_arn: str) -> dict:
@@ -109,38 +133,20 @@ def role_arns(namespace: dict) -> list[str]:
     return arns
 
 
-def _create_namespace(client, params: dict, password: str, role_wait: float, interval: float) -> dict:
-    """create_namespace, retried for up to role_wait seconds while a new IAM role is not yet visible."""
-    deadline = time.monotonic() + role_wait
-    while True:
-        try:
-            return client.create_namespace(**params, adminUserPassword=password)["namespace"]
-        except ClientError as exc:
-            message = exc.response.get("Error", {}).get("Message", "").lower()
-            retriable = infra._code(exc) == "ValidationException" and "role" in message
-            if not retriable or time.monotonic() + interval > deadline:
-                raise
-            infra._say("the new IAM role is not visible to Redshift yet (IAM is eventually consistent); "
-                       f"retrying in {interval:g} s")
-            time.sleep(interval)
-
-
 def ensure_namespace(client, params: dict, password: str, *, role_wait: float = 60.0,
                      interval: float = 5.0) -> dict:
     """Create the namespace unless it exists; a reused one gets the role attached if it lacks it."""
     name = params["namespaceName"]
     existing = get_namespace(client, name)
     if existing is None:
-        try:
-            created = _create_namespace(client, params, password, role_wait, interval)
+        existing, created = infra.create_unless_taken(
+            lambda: infra.create_while_role_settles(
+                lambda: client.create_namespace(**params, adminUserPassword=password)["namespace"],
+                lambda exc: infra.mentions_role(exc, "ValidationException"), role_wait, interval),
+            lambda: get_namespace(client, name), "ConflictException")
+        if created:
             infra._say(f"creating namespace {name} (database {params['dbName']})")
-            return created
-        except ClientError as exc:
-            if infra._code(exc) != "ConflictException":
-                raise
-            existing = get_namespace(client, name)  # created meanwhile by someone else
-            if existing is None:
-                raise
+            return existing
     infra._say(f"reusing namespace {name} (state: {existing.get('status')})")
     role_arn = params["defaultIamRoleArn"]
     attached = role_arns(existing)
@@ -155,31 +161,14 @@ def ensure_namespace(client, params: dict, password: str, *, role_wait: float = 
 
 def delete_namespace(client, name: str) -> bool:
     """Delete the namespace (no final snapshot); False if it does not exist."""
-    namespace = get_namespace(client, name)
-    if namespace is None:
-        return False
-    if namespace.get("status") == "DELETING":
-        infra._say(f"namespace {name} is already being deleted")
-        return True
-    try:
-        client.delete_namespace(namespaceName=name)
-    except ClientError as exc:
-        if _not_found(exc):
-            return False
-        raise
-    infra._say(f"deleting namespace {name} (no final snapshot)")
-    return True
+    return _delete("namespace", name, get_namespace(client, name),
+                   lambda: client.delete_namespace(namespaceName=name), f"deleting namespace {name} (no final snapshot)")
 
 
 # ----------------------------------------------------------------------------- workgroup
 def get_workgroup(client, name: str) -> dict | None:
     """The workgroup from get_workgroup, or None if it does not exist."""
-    try:
-        return client.get_workgroup(workgroupName=name)["workgroup"]
-    except ClientError as exc:
-        if _not_found(exc):
-            return None
-        raise
+    return _get(client.get_workgroup, "workgroup", workgroupName=name)
 
 
 def workgroup_create_params(name: str, namespace: str, base_capacity: int, public: bool = True) -> dict:
@@ -193,16 +182,11 @@ def ensure_workgroup(client, params: dict) -> dict:
     name, namespace = params["workgroupName"], params["namespaceName"]
     existing = get_workgroup(client, name)
     if existing is None:
-        try:
-            created = client.create_workgroup(**params)["workgroup"]
+        existing, created = infra.create_unless_taken(lambda: client.create_workgroup(**params)["workgroup"],
+                                                      lambda: get_workgroup(client, name), "ConflictException")
+        if created:
             infra._say(f"creating workgroup {name} ({params['baseCapacity']} RPUs base capacity)")
-            return created
-        except ClientError as exc:
-            if infra._code(exc) != "ConflictException":
-                raise
-            existing = get_workgroup(client, name)
-            if existing is None:
-                raise
+            return existing
     if existing.get("namespaceName") != namespace:
         raise infra.InfraError(
             f"workgroup {name} exists in namespace {existing.get('namespaceName')!r}, not {namespace!r}: "
@@ -217,20 +201,8 @@ def ensure_workgroup(client, params: dict) -> dict:
 
 def delete_workgroup(client, name: str) -> bool:
     """Delete the workgroup; False if it does not exist."""
-    workgroup = get_workgroup(client, name)
-    if workgroup is None:
-        return False
-    if workgroup.get("status") == "DELETING":
-        infra._say(f"workgroup {name} is already being deleted")
-        return True
-    try:
-        client.delete_workgroup(workgroupName=name)
-    except ClientError as exc:
-        if _not_found(exc):
-            return False
-        raise
-    infra._say(f"deleting workgroup {name}")
-    return True
+    return _delete("workgroup", name, get_workgroup(client, name),
+                   lambda: client.delete_workgroup(workgroupName=name), f"deleting workgroup {name}")
 
 
 def workgroup_security_group_ids(ec2, workgroup: dict) -> list[str]:
