@@ -234,3 +234,34 @@ def test_code_references_link_to_the_git_repository_when_one_is_configured(monke
     assert "https://github.com/example/sparkify-dagster/tree/release/sparkify_dagster/sql/songplays.sql" in urls
     assert any(u.startswith("https://github.com/example/sparkify-dagster/tree/release/sparkify_dagster/assets/star.py")
                for u in urls)
+
+
+def test_traced_lineage_is_cached_by_the_digest_of_its_sql(tmp_path, monkeypatch):
+    from sparkify_dagster import lineage
+
+    monkeypatch.setenv("SPARKIFY_CACHE_DIR", str(tmp_path / "cache"))
+    lineage.column_sources.cache_clear()
+    from sparkify_dagster.warehouse.dialect import DuckDBDialect
+
+    sql = transforms.render(SONGPLAYS, DuckDBDialect())
+    traced = lineage.trace_column_sources("songplays", "duckdb", sql)
+    assert lineage.column_sources("songplays", "duckdb", sql) == traced
+    (cached,) = (tmp_path / "cache").glob("lineage-*.json")
+    # A later process reads the file and traces nothing.
+    lineage.column_sources.cache_clear()
+    monkeypatch.setattr(lineage, "trace_column_sources", lambda *a: pytest.fail("traced again"))
+    assert lineage.column_sources("songplays", "duckdb", sql) == traced
+    # Other SQL is another digest, so it is traced; a damaged file is traced again and replaced.
+    calls = []
+    monkeypatch.setattr(lineage, "trace_column_sources", lambda *a: calls.append(a) or traced)
+    lineage.column_sources("songplays", "duckdb", sql + " ")
+    cached.write_text("{not json")
+    lineage.column_sources.cache_clear()
+    assert lineage.column_sources("songplays", "duckdb", sql) == traced
+    assert len(calls) == 2 and len(list((tmp_path / "cache").glob("lineage-*.json"))) == 2
+    # Where the cache cannot be written, lineage is still traced.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("SPARKIFY_CACHE_DIR", str(tmp_path / "file"))
+    lineage.column_sources.cache_clear()
+    assert lineage.column_sources("songplays", "duckdb", sql) == traced
+    lineage.column_sources.cache_clear()
