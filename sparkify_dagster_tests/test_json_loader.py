@@ -1044,3 +1044,14 @@ def test_property_every_line_accounted_for_and_values_follow_the_rules(property_
                 assert outcome[2].lower() in reason.lower(), f"{where}: {reason}"
     accounted = set(got_staged) | set(got_rejected)
     assert accounted == {(k, n) for k, e in expected.items() for n in e}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from(list(', \t\r\n}]{["aNInfity:1')), max_size=30))
+def test_the_substring_hints_select_every_record_the_lenient_pattern_matches(text):
+    """The cheap substring test in front of LENIENT_JSON is exact: the SQL agrees with the pattern."""
+    import duckdb
+
+    con = duckdb.connect()
+    (found,) = con.execute(f"SELECT {json_loader.lenient_json_sql('r')} FROM (SELECT ?::VARCHAR AS r)", [text]).fetchone()
+    assert found == bool(re.search(json_loader.LENIENT_JSON, text))
