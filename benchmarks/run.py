@@ -10,6 +10,9 @@ whole process) and each right after reading every raw file once (page cache warm
   one day     a 31st daily log file (a copy of the last day, shifted by one day, with new sessionIds)
               is added and the command runs on another copy: the incremental load into the 30-day warehouse
   floor       ``benchmarks/floor.py``: the same load and star SQL as one plain DuckDB script
+  Dagster     ``benchmarks/dagster_fixed_cost.py``'s graph of this pipeline's shape with no-op assets:
+              what the same command costs before any data work (once per invocation, fastest of
+              ``--fixed-repeat``), so the targets that include Dagster's cost are measured side by side
 
 ``--repeat N`` runs the sequence N times and reports the fastest of each (the machine may be shared);
 ``--inc-repeat M`` runs the nothing-new / one-day pair M times per full load, each from the same copy,
@@ -38,6 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from sparkify_dagster.warehouse.duckdb import DEFAULT_MEMORY_LIMIT  # noqa: E402
+import dagster_fixed_cost  # noqa: E402  (benchmarks/, beside this file)
 REPO = HERE.parent
 BIN = Path(sys.executable).parent
 TIME = "/usr/bin/time"
@@ -79,8 +83,26 @@ def timed(cmd: list[str], env: dict, out: Path, warm: Path | None = None) -> dic
     parts = [float(p) for p in wall.group(1).split(":")]
     seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     steps, assets = parse_steps(text)
-    return {"seconds": seconds, "cpu_seconds": round(cpu, 2), "rss_mib": int(rss.group(1)) / 1024, "log": str(out),
-            "steps": steps, "assets": assets, "load_before": round(load_before, 2)}
+    measured = {"seconds": seconds, "cpu_seconds": round(cpu, 2), "rss_mib": int(rss.group(1)) / 1024,
+                "log": str(out), "steps": steps, "assets": assets, "load_before": round(load_before, 2)}
+    if "DAGSTER_HOME" in env and cmd == MATERIALIZE:
+        measured["events"] = run_events(Path(env["DAGSTER_HOME"]))
+    return measured
+
+
+def run_events(home: Path) -> dict[str, int]:
+    """The newest run's events in the instance's SQLite event log: all of them, and its log lines."""
+    import sqlite3
+
+    runs = [p for p in (home / "history" / "runs").glob("*.db") if p.name != "index.db"]
+    newest = max(runs, key=lambda p: p.stat().st_mtime)
+    con = sqlite3.connect(newest)
+    try:
+        total, lines = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE dagster_event_type IS NULL) FROM event_logs").fetchone()
+    finally:
+        con.close()
+    return {"total": total, "log_lines": lines}
 
 
 def parse_steps(text: str) -> tuple[dict[str, float], list[str]]:
@@ -92,14 +114,20 @@ def parse_steps(text: str) -> tuple[dict[str, float], list[str]]:
     return steps, assets
 
 
-def table_counts(db: Path) -> dict[str, int]:
+def table_counts(db: Path) -> dict[str, str]:
+    """Each staging, star and analytics table's row count and a digest of its rows (the sum of every
+    row's hash: independent of row order, sensitive to every value and to repeated rows)."""
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
     try:
         tables = [f'"{t}"' for t in ("staging_events", "staging_songs", *STAR)]
         tables += [f"analytics.{a}" for a in ANALYTICS_TABLES]
-        return {t.strip('"'): con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        out = {}
+        for t in tables:
+            count, digest = con.execute(f"SELECT count(*), sum(hash(r)::HUGEINT) FROM {t} AS r").fetchone()
+            out[t.strip('"')] = f"{count}:{digest or 0}"
+        return out
     finally:
         con.close()
 
@@ -259,6 +287,22 @@ def bench_preset(preset: str, work: Path, args: argparse.Namespace) -> dict:
     return result
 
 
+def measure_fixed_cost(work: Path, repeat: int) -> dict:
+    """Dagster's own cost for this graph's shape: the same CLI and instance on no-op assets (fastest of
+    ``repeat`` runs after one that creates the instance's databases)."""
+    base = work / "dagster-fixed-cost"
+    shutil.rmtree(base, ignore_errors=True)
+    home = base / "dagster_home"
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    module = base / "same_shape.py"
+    module.write_text(dagster_fixed_cost.same_shape())
+    dagster_fixed_cost.timed(module, home)
+    seconds = sorted(dagster_fixed_cost.timed(module, home) for _ in range(repeat))
+    shutil.rmtree(base, ignore_errors=True)
+    return {"seconds": seconds[0], "median": statistics.median(seconds), "all": seconds}
+
+
 # ------------------------------------------------------------------------------------------ report
 def best(runs: list[dict], key: str) -> dict:
     return min((r[key] for r in runs if key in r), key=lambda m: m["seconds"])
@@ -281,7 +325,7 @@ def summarise(res: dict) -> dict:
     runs = res["runs"]
     full, noop, day, floor = (best(runs, k) for k in ("full", "nothing_new", "one_day", "floor"))
     rows = runs[0]["rows"]
-    records = rows["staging_events"] + rows["staging_songs"]
+    records = sum(int(str(rows[t]).split(":")[0]) for t in ("staging_events", "staging_songs"))
     above_noop_full = full["seconds"] - noop["seconds"]
     staging = lambda m: sum(m["steps"].get(k, 0) for k in STAGING)  # noqa: E731
     out = {
@@ -289,6 +333,7 @@ def summarise(res: dict) -> dict:
         "preset": res["preset"], "files": res["raw"]["files"], "mb": res["raw"]["bytes"] / 1e6, "records": records,
         "full": full, "nothing_new": noop, "one_day": day, "floor": floor,
         "full_over_floor": full["seconds"] / floor["seconds"],
+        "fixed": res.get("dagster_fixed", {}).get("seconds"),
         "day_over_full_above_noop": (day["seconds"] - noop["seconds"]) / above_noop_full,
         "day_over_full_staging": (staging(day) - staging(noop)) / (staging(full) - staging(noop)),
         "rows_match_floor": all(r["rows"] == r["floor_rows"] for r in runs),
@@ -358,6 +403,25 @@ def render(results: list[dict], mach: dict) -> str:
             f"| {s['day_over_full_staging']:.3f} | {s['full']['rss_mib']:,.0f} "
             f"| {'yes' if s['rows_match_floor'] else 'NO'} |"
         )
+    lines += [
+        "",
+        "Against Dagster's own cost. *F*: the same command on a graph of this pipeline's shape whose assets "
+        "do nothing (`dagster_fixed_cost.py`: 8 steps, 14 assets, the same checks, no log lines), fastest of "
+        "its runs in the same invocation as the preset. *Run events*: what the run wrote to the instance's "
+        "event log (all events; in brackets the log lines among them).",
+        "",
+        "| preset | F s | full / (floor + F) (target ≤ 1.25 at medium) | nothing new − F, s (target ≤ 1.0 at medium) "
+        "| run events: full (log lines) | nothing new (log lines) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in results:
+        if s.get("fixed") is None:
+            continue
+        fixed = s["fixed"]
+        events = [s[k].get("events") for k in ("full", "nothing_new")]
+        shown = [f"{e['total']} ({e['log_lines']})" if e else "–" for e in events]
+        lines.append(f"| {s['preset']} | {fixed:.2f} | {s['full']['seconds'] / (s['floor']['seconds'] + fixed):.2f} "
+                     f"| {s['nothing_new']['seconds'] - fixed:.2f} | {shown[0]} | {shown[1]} |")
     lines += ["", "Where the wall time goes (seconds; each step's own timer; staging and star include their "
               "tables' checks, analytics includes the charts; \"other\" = process start, run setup, the time "
               "between steps and, for the floor, the final checkpoint):", "",
@@ -402,6 +466,8 @@ def main() -> int:
                         help="skip the floor variant that reads song files with DuckDB's glob reader")
     parser.add_argument("--no-limited-floor", dest="limited_floor", action="store_false",
                         help=f"skip the floor variant run under the pipeline's memory_limit ({DEFAULT_MEMORY_LIMIT})")
+    parser.add_argument("--fixed-repeat", type=int, default=5,
+                        help="runs of the no-op graph of this pipeline's shape (Dagster's fixed cost)")
     parser.add_argument("--render-only", action="store_true", help="rewrite results.md from results.json")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     args = parser.parse_args()
@@ -417,7 +483,11 @@ def main() -> int:
         print(args.out.read_text())
         return 0
     log(f"machine: {mach}")
+    fixed = measure_fixed_cost(args.work, args.fixed_repeat)
+    log(f"Dagster's fixed cost for this graph's shape: {fixed['seconds']:.2f}s (fastest of {args.fixed_repeat})")
     raw_results = [bench_preset(p, args.work, args) for p in args.presets]
+    for r in raw_results:
+        r["dagster_fixed"] = fixed
     # Presets measured by earlier invocations stay in the report (results.json keeps every run).
     previous = json.loads(store.read_text())["results"] if store.exists() else []
     done = {r["preset"] for r in raw_results}

@@ -359,13 +359,14 @@ LOADED_FILES = Table(
 STAR_SOURCES = Table(
     name="star_sources",
     description="What each star table was last built from: its log files (version@load), a digest of the "
-                "song files' manifest and its row count; the incremental star update compares it with "
-                "loaded_files.",
+                "song files' manifest, its row count and the version of its SQL; the incremental star update "
+                "compares it with loaded_files and the SQL files.",
     layer=Layer.STATE,
     columns=_cols(
         ("table_name", "varchar(128)", "Star table.", True),
         ("source_file", "varchar(1024)",
-         "A log file it was built from, or a mark: #staging_songs (the song manifest), #rows (its row count).",
+         "A log file it was built from, or a mark: #staging_songs (the song manifest), #rows (its row count), "
+         "#sql (the version of its SQL and of the SQL of the tables it is built from).",
          True),
         ("file_version", "varchar(256)", "The file's version@load when built; the digest or count for a mark."),
     ),
@@ -394,10 +395,11 @@ _SHARE = Column("share_pct", "double", "Percent of all songplays (0 when there a
 def _analytics(name: str, description: str, columns: tuple[Column, ...], key: str, built_from: tuple[str, ...],
                chart: Chart, order_by: tuple[str, ...] = (), every_key: tuple = (), max_rows: int | None = None,
                plays_add_up: bool = False) -> Table:
-    # Small tables, always rebuilt: a full copy on every Redshift node, sorted by their key.
+    # Small tables, rebuilt in full unless nothing they are built from changed: a full copy on every
+    # Redshift node, sorted by their key.
     return Table(name=name, description=description, columns=columns, layer=Layer.ANALYTICS,
                  built_from=built_from, primary_key=(key,), diststyle="ALL", sortkey=(key,),
-                 schema=ANALYTICS_SCHEMA, update=Rebuild(skip_unchanged=False), order_by=order_by, chart=chart,
+                 schema=ANALYTICS_SCHEMA, update=Rebuild(), order_by=order_by, chart=chart,
                  every_key=every_key, max_rows=max_rows, plays_add_up=plays_add_up)
 
 

@@ -221,3 +221,43 @@ def test_new_days_replace_only_their_keys_and_equal_a_full_load_after_every_run(
         con.execute("DELETE FROM songplays WHERE songplay_id = (SELECT min(songplay_id) FROM songplays)")
     place(dataset, raw, days[1])
     run_and_compare({"songplays": "rebuilt in full", "users": "rows of the keys in 1"})
+
+
+def test_nothing_new_leaves_every_derived_table_but_an_edited_sql_file_rebuilds_it_and_what_reads_it(
+        dataset, tmp_path, monkeypatch):
+    """A run with no new raw file leaves the star and analytics tables as they are (their checks still
+    run on them); an edited SQL file rebuilds its table in full, and the tables built from it."""
+    import jinja2
+
+    from sparkify_dagster.warehouse import transforms
+
+    db = tmp_path / "wh.duckdb"
+    assert materialize_all(dataset, db).success
+    again = materialize_all(dataset, db)
+    builds = _builds(again)
+    assert set(builds) == {"songplays", "users", "songs", "artists", "time", "top_songs", "top_artists",
+                           "plays_by_hour", "plays_by_weekday", "plays_by_level", "most_active_users",
+                           "plays_by_platform"}
+    assert all(b.startswith("unchanged") or b.startswith("0 start_times added") for b in builds.values()), builds
+    assert len(again.get_asset_check_evaluations()) == len(materialize_all(dataset, db).get_asset_check_evaluations())
+
+    folder = tmp_path / "sql"
+    shutil.copytree(Path(transforms.__file__).parents[1] / "sql", folder)
+    users_sql = folder / "users.sql"
+    text = users_sql.read_text()
+    assert "SELECT user_id, first_name," in text
+    users_sql.write_text(text.replace("SELECT user_id, first_name,", "SELECT user_id, upper(first_name) AS first_name,"))
+    monkeypatch.setattr(transforms, "SQL_TEMPLATES", jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        autoescape=False))
+    edited = _builds(materialize_all(dataset, db))
+    assert edited["users"] == "rebuilt in full"
+    # Every table built from users (songplays reads it; the analytics read the star tables) follows.
+    assert edited["most_active_users"] == "rebuilt in full"
+    assert edited["songs"].startswith("unchanged")  # not built from users
+    with duckdb.connect(str(db), read_only=True) as con:
+        names = [n for (n,) in con.execute("SELECT first_name FROM users WHERE first_name IS NOT NULL").fetchall()]
+        top = [n for (n,) in con.execute(
+            "SELECT first_name FROM analytics.most_active_users WHERE first_name IS NOT NULL").fetchall()]
+    assert names and all(n == n.upper() for n in names)
+    assert top and all(n == n.upper() for n in top)

@@ -29,6 +29,7 @@ from sparkify_dagster.checks import check_specs, run_selected_checks
 from sparkify_dagster.metadata import ordered_rows, preview, table_metadata, table_name
 from sparkify_dagster.warehouse.base import Warehouse
 from sparkify_dagster.warehouse.dialect import Dialect, quote_ident
+from sparkify_dagster.warehouse.star_update import TableUpdate
 from sparkify_dagster.warehouse.transforms import rebuild_statements, render
 
 ANALYTICS_GROUP = "analytics"
@@ -62,14 +63,15 @@ def qualified_name(warehouse: Warehouse, table: Table) -> str:
     return table_name(warehouse, table)
 
 
-def rebuild(warehouse: Warehouse, table: Table) -> tuple[int, list[dict]]:
-    """Replace the table atomically; return its row count and its (few) rows in display order."""
+def rebuild(warehouse: Warehouse, table: Table) -> tuple[TableUpdate, list[dict]]:
+    """Replace the table atomically, unless nothing it is built from changed since its last build;
+    return how it was brought up to date and its (few) rows in display order."""
     # The star tables it reads (a fresh warehouse gives empty results) and its own, in the analytics
     # schema; each is derived from the star schema, so one of an older shape is dropped and recreated.
     warehouse.ensure_tables()
     warehouse.ensure_tables([table])
     done = warehouse.update_table(table)
-    return done.rows, ordered_rows(warehouse, table)
+    return done, ordered_rows(warehouse, table)
 
 
 def chart_png(table: Table, rows: list[dict]) -> bytes:
@@ -78,14 +80,15 @@ def chart_png(table: Table, rows: list[dict]) -> bytes:
                      value_label=chart.value, horizontal=chart.horizontal)
 
 
-def _materialization(warehouse: Warehouse, table: Table, count: int, rows: list[dict],
+def _materialization(warehouse: Warehouse, table: Table, done: TableUpdate, rows: list[dict],
                      png: bytes) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         asset_key=table.name,
         metadata={
-            **table_metadata(table, warehouse, row_count=count),
+            **table_metadata(table, warehouse, row_count=done.rows),
             "chart": dg.MetadataValue.md(chart_markdown(png, table.chart.title)),
             "preview": preview(table, rows),
+            "build": done.describe(),
         },
     )
 
@@ -95,9 +98,8 @@ def materialize_selected(context: dg.AssetExecutionContext,
     """Rebuild the selected analytics tables, in one step, each with its chart; then their checks."""
     for table in ANALYSES:
         if dg.AssetKey(table.name) in context.selected_asset_keys:
-            count, rows = rebuild(warehouse, table)
-            context.log.info(f"{ANALYTICS_SCHEMA}.{table.name}: {count:,} rows")
-            yield _materialization(warehouse, table, count, rows, chart_png(table, rows))
+            done, rows = rebuild(warehouse, table)
+            yield _materialization(warehouse, table, done, rows, chart_png(table, rows))
     for table in ANALYSES:
         yield from run_selected_checks(context, warehouse, table.name)
 

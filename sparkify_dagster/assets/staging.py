@@ -60,7 +60,6 @@ def _load(table: Table, *, files: list[RawFile] | None, jsonpaths: list[str] | N
     """One staging table brought up to date with its raw prefix (listed here unless ``files``)."""
     prefix = table.raw.prefix
     files = raw_data.list_files(prefix) if files is None else files
-    log.info(f"{table.name}: {len(files):,} raw files under {raw_data.describe()}/{prefix}")
     report = warehouse.load_staging(
         table, raw_data, files, run_id, log, jsonpaths=jsonpaths,
         full_refresh=config.full_refresh, reload_keys=reload_keys,

@@ -181,7 +181,7 @@ def stage_batches(s: Session, scratch: Scratch, load: StagingLoad, files: Sequen
     s.execute("CREATE OR REPLACE TEMP TABLE _files (file_idx INTEGER, source_file VARCHAR, "
               "file_version VARCHAR, file_size BIGINT)")
     out = Staged()
-    for batch in json_loader.iter_batches(files, load.batch_bytes):
+    for batch in json_loader.iter_batches(files, load.batch_bytes):  # a progress line after each but the last
         indexed = list(enumerate(batch, start=out.files))
         framed = frame_batch(scratch.con, load, indexed)  # 2. the batch's candidate records, in _raw
         part = type_batch(scratch, load, framed, name=f"typed-{out.files}")  # 3. into its Parquet part
@@ -201,6 +201,8 @@ def stage_batches(s: Session, scratch: Scratch, load: StagingLoad, files: Sequen
         out.files += len(batch)
         out.read += n_read + len(framed.rejects)
         out.staged += n_staged
+        if out.files == len(files):
+            break  # the last batch: the load's own summary line follows, after the insert
         log.info(
             f"{load.table.name}: {out.files:,}/{len(files):,} files read, {out.read:,} records "
             f"({out.staged:,} staged, {out.read - out.staged:,} rejected) in {time.monotonic() - started:.1f}s"

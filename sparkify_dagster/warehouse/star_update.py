@@ -5,7 +5,7 @@ one full load. How much of that rebuild a run needs is the table's catalog ``upd
 
 - ``Rebuild``: the full rebuild; with ``skip_unchanged``, nothing when the table's sources are those
   of its last build (the same log files at the same version and load, the same song manifest, the
-  same row count);
+  same row count, the same SQL);
 - ``ReplaceKeys``: when only new log files came (nothing changed or vanished, the song side the
   same), just the rows of the keys those files hold are rebuilt: the table's SQL restricted to those
   keys (``affected``), over every copy in staging, so every rule (latest copy, latest event, song
@@ -14,7 +14,10 @@ one full load. How much of that rebuild a run needs is the table's catalog ``upd
 - ``Difference``: one row per distinct key of another table: rows whose key is gone are deleted,
   keys new to it are built (two anti-joins, not a rebuild of every row).
 
-What a table was built from is recorded in ``star_sources`` in the same transaction as the table.
+What a table was built from is recorded in ``star_sources`` in the same transaction as the table,
+with the version of its SQL and of the SQL of every table it is built from (``sql_version``): an
+edited SQL file rebuilds its table, and what is built from it, in full on the next run, even when no
+raw file changed.
 Written against the ``Session`` and the dialect only, in SQL both engines run (non-correlated IN /
 NOT IN on one-column keys, temp tables dropped before COMMIT); an engine opts in with
 ``Warehouse.incremental_star`` (both do; one that does not rebuilds every table in full).
@@ -22,6 +25,7 @@ NOT IN on one-column keys, temp tables dropped before COMMIT); an engine opts in
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import Enum
 
@@ -35,20 +39,22 @@ from sparkify_dagster.catalog import (
     ReplaceKeys,
     Table,
     staging_sources,
+    upstream_of,
 )
 from sparkify_dagster.warehouse.dialect import Dialect, quote_ident, relation, replace_statements
-from sparkify_dagster.warehouse.transforms import render
+from sparkify_dagster.warehouse.transforms import code_version, render
 
 # A manifest entry as star_sources records it (a loaded_files row: the file, its version, its load).
 VERSION_AT_LOAD = "source_file || '|' || file_version || '@' || load_id"
 ROWS_MARK = "#rows"  # the star_sources row holding the table's row count after the build
+SQL_MARK = "#sql"  # the star_sources row holding the sql_version the table was built with
 
 
 class UpdateKind(Enum):
     """How a table was brought up to date (its value: the run log's words for it)."""
 
     FULL = "rebuilt in full"
-    UNCHANGED = "unchanged since its last build (same raw files)"
+    UNCHANGED = "unchanged since its last build (same raw files, same SQL)"
     KEYS = "rows of the keys in {new_files:,} new log file(s) replaced"
     DIFFERENCE = "{added:,} {key}s added, {removed:,} removed (the difference with {of})"
 
@@ -74,6 +80,12 @@ def tracks_sources(table: Table) -> bool:
     return isinstance(rule, ReplaceKeys) or (isinstance(rule, Rebuild) and rule.skip_unchanged)
 
 
+def sql_version(table: Table) -> str:
+    """One digest of the code versions of ``table``'s SQL and of every derived table it is built from."""
+    derived = [table, *(TABLES[n] for n in sorted(upstream_of(table)) if n in TABLES and TABLES[n].sql_file)]
+    return hashlib.sha256("|".join(code_version(t) for t in derived).encode()).hexdigest()[:16]
+
+
 def touched(table: Table, state: bool | None = None) -> list[Table]:
     """Every table an update of ``table`` reads or writes: locked together at its start (Redshift), so
     two runs' transactions never hold one each of two tables while waiting for the other. ``state``
@@ -81,6 +93,8 @@ def touched(table: Table, state: bool | None = None) -> list[Table]:
     reads = [TABLES[name] for name in table.built_from if name in TABLES]
     if tracks_sources(table) if state is None else state:
         reads += [STAR_SOURCES, LOADED_FILES, *staging_sources(table)]
+    elif state is None and isinstance(table.update, Difference):
+        reads.append(STAR_SOURCES)  # its SQL version
     return [table, *reads]
 
 
@@ -97,9 +111,17 @@ def rebuild(s, table: Table, dialect: Dialect) -> int:
 
 def current_sources(s, table: Table, dialect: Dialect) -> dict[str, str]:
     """What ``table`` would be built from now: each loaded_files entry -> version@load, or, for a staging
-    table with an entry per song file, one row "#<table>" -> count:digest of those entries."""
+    table with an entry per song file, one row "#<table>" -> count:digest of those entries; and, for a
+    table rebuilt in full (``Rebuild``), for each derived table it reads directly (the analytics read
+    the star tables), "#rows:<table>" -> its row count, so an input changed behind the pipeline's back
+    to another size rebuilds it too. (``ReplaceKeys`` tables follow their own rule: songplays' rows of
+    the new keys are rebuilt against the users, songs and artists as they are.)"""
     manifest = relation(LOADED_FILES)
     current: dict[str, str] = {}
+    derived = [TABLES[n] for n in table.built_from if n in TABLES and TABLES[n].sql_file]
+    if derived and isinstance(table.update, Rebuild):
+        counts = s.execute("SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {relation(t)})" for t in derived))[0]
+        current.update({f"{ROWS_MARK}:{t.name}": str(n) for t, n in zip(derived, counts)})
     for staging in staging_sources(table):
         # One entry per file (log files), or every entry of an engine without a set digest (Redshift:
         # its song manifest is one entry); else one digest of the many entries (a song file each).
@@ -127,7 +149,9 @@ def update(s, table: Table, dialect: Dialect) -> TableUpdate:
                               [table.name]))
     previous = dict(recorded)
     rows_before = _count(s, table)
-    kept = recorded.pop(ROWS_MARK, None) == str(rows_before) and all(
+    sql = sql_version(table)
+    rows_mark, sql_mark = recorded.pop(ROWS_MARK, None), recorded.pop(SQL_MARK, None)
+    kept = rows_mark == str(rows_before) and sql_mark == sql and all(
         current.get(key) == version for key, version in recorded.items())
     new_files = sorted(set(current) - set(recorded)) if kept else []
     if kept and not new_files:
@@ -136,7 +160,7 @@ def update(s, table: Table, dialect: Dialect) -> TableUpdate:
         rows, kind = _replace_keys(s, table, rule, dialect, new_files), UpdateKind.KEYS
     else:
         rows, kind, new_files = rebuild(s, table, dialect), UpdateKind.FULL, []
-    _record_sources(s, table, dialect, previous, {**current, ROWS_MARK: str(rows)})
+    _record_sources(s, table, dialect, previous, {**current, ROWS_MARK: str(rows), SQL_MARK: sql})
     return TableUpdate(rows, kind, new_files=len(new_files))
 
 
@@ -176,11 +200,16 @@ def _replace_keys(s, table: Table, rule: ReplaceKeys, dialect: Dialect, new_file
 
 
 def _update_difference(s, table: Table, rule: Difference, dialect: Dialect) -> TableUpdate:
-    """Built in full when empty; else only the keys that came or went."""
+    """Built in full when empty or built by other SQL; else only the keys that came or went."""
     name, of, key = relation(table), relation(TABLES[rule.of]), quote_ident(rule.key)
     rows_before = _count(s, table)
-    if rows_before == 0:
-        return TableUpdate(rebuild(s, table, dialect), UpdateKind.FULL)
+    recorded = dict(s.execute(f"SELECT source_file, file_version FROM {relation(STAR_SOURCES)} "
+                              "WHERE table_name = ? AND source_file = ?", [table.name, SQL_MARK]))
+    version = sql_version(table)
+    if rows_before == 0 or recorded.get(SQL_MARK) != version:
+        rows = rebuild(s, table, dialect)
+        _record_sources(s, table, dialect, recorded, {SQL_MARK: version})
+        return TableUpdate(rows, UpdateKind.FULL)
     # The key is never null in the table (its primary key), so NOT IN is the anti-join on both engines.
     s.execute(f"DELETE FROM {name} WHERE {key} NOT IN (SELECT {key} FROM {of} WHERE {key} IS NOT NULL)")
     removed = rows_before - _count(s, table)
