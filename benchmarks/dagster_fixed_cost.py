@@ -78,7 +78,7 @@ def star(table):
 
 
 @dg.multi_asset(specs=[dg.AssetSpec(a, deps=["songplays", "time", "users", "songs", "artists"]) for a in ANALYTICS],
-                can_subset=True)
+                check_specs=[spec for a in ANALYTICS for spec in specs(a)], can_subset=True)
 def analytics(context: dg.AssetExecutionContext):
     yield from results(context, ANALYTICS)
 
