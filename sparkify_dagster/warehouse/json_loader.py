@@ -197,7 +197,8 @@ def _sql_string(text: str) -> str:
 def lenient_json_sql(rec: str) -> str:
     """SQL: whether the record ``rec`` may hold what DuckDB's parser accepts beyond JSON (LENIENT_JSON)."""
     hints = " OR ".join(f"contains({rec}, {_sql_string(h)})" for h in _LENIENT_HINTS)
-    return f"(({hints}) AND regexp_matches({rec}, {quote_literal(LENIENT_JSON)}))"
+    # CASE, not AND: in a projection DuckDB evaluates both sides of an AND for every row.
+    return f"(CASE WHEN {hints} THEN regexp_matches({rec}, {quote_literal(LENIENT_JSON)}) ELSE false END)"
 
 
 def _refuse_constant(name: str) -> None:
@@ -225,15 +226,6 @@ def register_strict_json(con) -> None:
 
 
 _INT_RANGES = {"integer": "INTEGER", "bigint": "BIGINT"}
-
-
-def _number_type(col: Column) -> str:
-    return _INT_RANGES.get(col.type, "DOUBLE")
-
-
-def _json_type_of(col: Column) -> str:
-    """The JSON type whose rules load a canonical number text of ``col``'s type unchanged."""
-    return "BIGINT" if col.type in _INT_RANGES else "DOUBLE"
 
 
 def _value_and_error(col: Column, i: int, k: int | None) -> tuple[str, str]:
@@ -296,16 +288,13 @@ def _value_and_error(col: Column, i: int, k: int | None) -> tuple[str, str]:
 
 
 def typing_sql(table: Table, columns: Sequence[Column], duckdb_paths: Sequence[str], source: str = "_raw",
-               arrays: bool = False, one_parse: bool = True) -> str:
+               arrays: bool = False) -> str:
     """One SELECT over ``source`` (file_idx, line_number, rec) giving each record's converted columns,
     its error column and reason; ``rec`` is kept for rejected records only (NULL when staged).
 
     ``arrays``: the paths come from a JSONPaths file, so a record may also be a JSON array (Redshift:
     "If your data files use arrays, you must specify a JSONPaths file"); its values are what the paths
-    select in it (a key path selects nothing: NULL). Without JSONPaths only objects are records.
-
-    ``one_parse`` (default): records whose values are in their canonical form skip the second parse
-    (see below); False gives every record both, for the same result."""
+    select in it (a key path selects nothing: NULL). Without JSONPaths only objects are records."""
     paths = "[" + ", ".join(quote_literal(p) for p in duckdb_paths) + "]"
     # The JSON types are looked up for the record itself ('$') and the number columns only.
     number_cols = [i for i, col in enumerate(columns) if col.max_bytes is None]
@@ -321,22 +310,6 @@ def typing_sql(table: Table, columns: Sequence[Column], duckdb_paths: Sequence[s
     err_reason = ", ".join(f"e{i}" for i in range(1, len(columns) + 1))
     records = "'OBJECT', 'ARRAY'" if arrays else "'OBJECT'"
     expected = "an object or an array" if arrays else "an object"
-    # The common record needs one parse: its values as text (json_extract_string) show it is an object
-    # (some path selects a value) whose number values are each the canonical text of a value of the
-    # column's type, which is then exactly what the typed rules load, so its JSON types are not looked
-    # up; any other record (malformed, not an object, a value in another form, possibly lenient JSON)
-    # gets the second parse (json_type) and the full rules.
-    canonical = " AND ".join(
-        f"(s0[{i + 1}] IS NULL OR s0[{i + 1}] = try_cast(s0[{i + 1}] AS {_number_type(columns[i])})::VARCHAR"
-        + (f" AND isfinite(try_cast(s0[{i + 1}] AS DOUBLE)))" if columns[i].type == "double" else ")")
-        for i in number_cols
-    ) or "true"
-    if not one_parse:  # every record takes both parses (what the tests compare the one-parse path with)
-        canonical = "false"
-    any_value = "coalesce(" + ", ".join(f"s0[{i}]" for i in range(1, len(columns) + 1)) + ") IS NOT NULL"
-    known_types = "[" + ", ".join(
-        f"CASE WHEN s0[{i + 1}] IS NULL THEN 'NULL' ELSE '{_json_type_of(columns[i])}' END" for i in number_cols
-    ) + "]"
     return f"""
 SELECT file_idx, line_number, CASE WHEN err_reason IS NOT NULL THEN rec END AS rec, {col_names},
     err_column, err_reason
@@ -352,27 +325,16 @@ FROM (
         {errors}
     FROM (
         SELECT file_idx, line_number, rec, top,
-            CASE WHEN top IN ({records}) THEN CASE WHEN fast THEN {known_types} ELSE types[2:] END END AS t,
-            CASE WHEN top IN ({records}) THEN s0 END AS s
+            CASE WHEN top IN ({records}) THEN types[2:] END AS t,
+            CASE WHEN top IN ({records}) THEN json_extract_string(rec, {paths}) END AS s
         FROM (
-            -- The second parse gives the record's own type ('$': NULL when it is not valid JSON) and its
-            -- values' types. DuckDB's parser also takes NaN, Infinity and trailing commas, which are not
-            -- JSON (Redshift rejects the record): a record that may hold one is checked strictly
-            -- ({STRICT_FUNCTION}).
-            SELECT file_idx, line_number, rec, s0, fast, types, CASE
-                WHEN fast THEN 'OBJECT'
-                WHEN lenient AND NOT {STRICT_FUNCTION}(rec) THEN NULL
+            -- One parse gives the record's own type ('$': NULL when it is not valid JSON) and its values' types.
+            -- DuckDB's parser also takes NaN, Infinity and trailing commas, which are not JSON (Redshift
+            -- rejects the record): a record that may hold one is checked strictly ({STRICT_FUNCTION}).
+            SELECT file_idx, line_number, rec, types, CASE
+                WHEN {lenient_json_sql('rec')} AND NOT {STRICT_FUNCTION}(rec) THEN NULL
                 ELSE types[1] END AS top
-            FROM (
-                SELECT *, CASE WHEN NOT fast THEN try(json_type(rec, {typed_paths})) END AS types
-                FROM (
-                    SELECT *, coalesce(NOT lenient AND {any_value} AND {canonical}, false) AS fast
-                    FROM (
-                        SELECT *, try(json_extract_string(rec, {paths})) AS s0, {lenient_json_sql('rec')} AS lenient
-                        FROM {source}
-                    )
-                )
-            )
+            FROM (SELECT *, try(json_type(rec, {typed_paths})) AS types FROM {source})
         )
     )
 )
