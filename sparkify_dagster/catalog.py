@@ -395,11 +395,11 @@ _SHARE = Column("share_pct", "double", "Percent of all songplays (0 when there a
 def _analytics(name: str, description: str, columns: tuple[Column, ...], key: str, built_from: tuple[str, ...],
                chart: Chart, order_by: tuple[str, ...] = (), every_key: tuple = (), max_rows: int | None = None,
                plays_add_up: bool = False) -> Table:
-    # Small tables, rebuilt in full unless nothing they are built from changed: a full copy on every
-    # Redshift node, sorted by their key.
+    # Small tables, rebuilt in full on every run (see benchmarks/README.md, "Incremental"): a full copy
+    # on every Redshift node, sorted by their key.
     return Table(name=name, description=description, columns=columns, layer=Layer.ANALYTICS,
                  built_from=built_from, primary_key=(key,), diststyle="ALL", sortkey=(key,),
-                 schema=ANALYTICS_SCHEMA, update=Rebuild(), order_by=order_by, chart=chart,
+                 schema=ANALYTICS_SCHEMA, update=Rebuild(skip_unchanged=False), order_by=order_by, chart=chart,
                  every_key=every_key, max_rows=max_rows, plays_add_up=plays_add_up)
 
 

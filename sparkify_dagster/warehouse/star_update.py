@@ -111,17 +111,9 @@ def rebuild(s, table: Table, dialect: Dialect) -> int:
 
 def current_sources(s, table: Table, dialect: Dialect) -> dict[str, str]:
     """What ``table`` would be built from now: each loaded_files entry -> version@load, or, for a staging
-    table with an entry per song file, one row "#<table>" -> count:digest of those entries; and, for a
-    table rebuilt in full (``Rebuild``), for each derived table it reads directly (the analytics read
-    the star tables), "#rows:<table>" -> its row count, so an input changed behind the pipeline's back
-    to another size rebuilds it too. (``ReplaceKeys`` tables follow their own rule: songplays' rows of
-    the new keys are rebuilt against the users, songs and artists as they are.)"""
+    table with an entry per song file, one row "#<table>" -> count:digest of those entries."""
     manifest = relation(LOADED_FILES)
     current: dict[str, str] = {}
-    derived = [TABLES[n] for n in table.built_from if n in TABLES and TABLES[n].sql_file]
-    if derived and isinstance(table.update, Rebuild):
-        counts = s.execute("SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {relation(t)})" for t in derived))[0]
-        current.update({f"{ROWS_MARK}:{t.name}": str(n) for t, n in zip(derived, counts)})
     for staging in staging_sources(table):
         # One entry per file (log files), or every entry of an engine without a set digest (Redshift:
         # its song manifest is one entry); else one digest of the many entries (a song file each).
