@@ -27,9 +27,8 @@ from sparkify_dagster.catalog import (  # noqa: F401  (the analytics parameters,
 )
 from sparkify_dagster.checks import check_specs, run_selected_checks
 from sparkify_dagster.metadata import ordered_rows, preview, table_metadata, table_name
-from sparkify_dagster.warehouse.base import Warehouse
+from sparkify_dagster.warehouse.base import TableUpdate, Warehouse
 from sparkify_dagster.warehouse.dialect import Dialect, quote_ident
-from sparkify_dagster.warehouse.star_update import TableUpdate
 from sparkify_dagster.warehouse.transforms import rebuild_statements, render
 
 ANALYTICS_GROUP = "analytics"
