@@ -8,3 +8,29 @@ def test_bundled_sample_materializes_with_all_checks_passing(tmp_path):
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
     assert len(table_rows(tmp_path / "wh.duckdb", "songplays")) > 0
+
+
+def test_the_run_log_holds_only_what_the_metadata_does_not(tmp_path):
+    """Each log line is a write to the instance's event storage: a run logs each staging load's plan and
+    summary (and a progress line per batch but the last, none for this one-batch sample), nothing that
+    repeats a materialization's metadata; the rest of the run's events are Dagster's own."""
+    import dagster as dg
+
+    from sparkify_dagster.definitions import build_defs
+    from sparkify_dagster.source import LocalFolderSource
+    from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+
+    defs = build_defs("duckdb")
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"warehouse": DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")),
+                 "raw_data": LocalFolderSource(root=str(SAMPLE_DATA_DIR))}
+    assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
+    for run in ("full", "nothing new"):
+        result = dg.materialize(list(defs.assets), resources=resources, instance=instance,
+                                selection=dg.AssetSelection.assets(*assets))
+        assert result.success
+        lines = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
+        assert len(lines) == 4, (run, lines)
+        for table in ("staging_events", "staging_songs"):
+            assert sum(line.startswith(f"{table}: ") and "to load" in line for line in lines) == 1, lines
+            assert sum(line.startswith(f"{table}: ") and " files loaded " in line for line in lines) == 1, lines
