@@ -114,7 +114,7 @@ def parse_steps(text: str) -> tuple[dict[str, float], list[str]]:
     return steps, assets
 
 
-def table_counts(db: Path) -> dict[str, str]:
+def table_digests(db: Path) -> dict[str, str]:
     """Each staging, star and analytics table's row count and a digest of its rows (the sum of every
     row's hash: independent of row order, sensitive to every value and to repeated rows)."""
     import duckdb
@@ -230,7 +230,7 @@ def bench_preset(preset: str, work: Path, args: argparse.Namespace) -> dict:
         remove_db(db)
         env_db = {**env, "SPARKIFY_DUCKDB_PATH": str(db)}
         run["full"] = timed(MATERIALIZE, env_db, logs / f"full-{rep}.log", raw)
-        run["rows"] = table_counts(db)
+        run["rows"] = table_digests(db)
         log(f"{preset} #{rep}: full {run['full']['seconds']:.1f}s, {run['full']['rss_mib']:.0f} MiB")
         # Nothing new and one day, each from a copy of the 30-day warehouse, ``--inc-repeat`` times.
         snapshot = base / "warehouse-30-days.duckdb"
@@ -245,7 +245,7 @@ def bench_preset(preset: str, work: Path, args: argparse.Namespace) -> dict:
             try:
                 day = timed(MATERIALIZE, env_db, logs / f"one-day-{tag}.log", raw)
                 day["records"] = records
-                day["rows"] = table_counts(db)  # each one-day run's tables, kept with its timing
+                day["rows"] = table_digests(db)  # each one-day run's tables, kept with its timing
             finally:
                 new_day.unlink()
                 marker.unlink()
@@ -264,7 +264,7 @@ def bench_preset(preset: str, work: Path, args: argparse.Namespace) -> dict:
         run["floor"] = timed([*floor_cmd, "--db", str(floor_db), "--json", str(logs / f"floor-{rep}.json")],
                              env, logs / f"floor-{rep}.log", raw)
         run["floor"]["steps"] = json.loads((logs / f"floor-{rep}.json").read_text())["seconds"]
-        run["floor_rows"] = table_counts(floor_db)
+        run["floor_rows"] = table_digests(floor_db)
         remove_db(floor_db)
         log(f"{preset} #{rep}: floor {run['floor']['seconds']:.1f}s, {run['floor']['rss_mib']:.0f} MiB")
         if args.naive_floor and preset != "large" and rep == 1:

@@ -48,9 +48,11 @@ def write_song(root: Path, record: dict, track_id: str | None = None) -> Path:
     return path
 
 
-def materialize_all(data: Path | RawDataSource, db_path: Path, *, max_errors: int = 10, raise_on_error: bool = True):
+def materialize_all(data: Path | RawDataSource, db_path: Path, *, max_errors: int = 10, raise_on_error: bool = True,
+                    instance: dg.DagsterInstance | None = None):
     """Materialize every asset (and run every check) of the real definitions against a raw-data source
-    (a folder, or any source such as an S3Source) and a DuckDB file."""
+    (a folder, or any source such as an S3Source) and a DuckDB file (in ``instance``, else an
+    ephemeral one)."""
     defs = build_defs("duckdb")
     resources = {
         "warehouse": DuckDBWarehouse(path=str(db_path), max_errors=max_errors),
@@ -62,6 +64,7 @@ def materialize_all(data: Path | RawDataSource, db_path: Path, *, max_errors: in
         resources=resources,
         selection=dg.AssetSelection.assets(*assets),
         raise_on_error=raise_on_error,
+        instance=instance,
     )
 
 

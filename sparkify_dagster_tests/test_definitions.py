@@ -238,11 +238,10 @@ def test_code_references_link_to_the_git_repository_when_one_is_configured(monke
 
 def test_traced_lineage_is_cached_by_the_digest_of_its_sql(tmp_path, monkeypatch):
     from sparkify_dagster import lineage
+    from sparkify_dagster.warehouse.dialect import DuckDBDialect
 
     monkeypatch.setenv("SPARKIFY_CACHE_DIR", str(tmp_path / "cache"))
     lineage.column_sources.cache_clear()
-    from sparkify_dagster.warehouse.dialect import DuckDBDialect
-
     sql = transforms.render(SONGPLAYS, DuckDBDialect())
     traced = lineage.trace_column_sources("songplays", "duckdb", sql)
     assert lineage.column_sources("songplays", "duckdb", sql) == traced

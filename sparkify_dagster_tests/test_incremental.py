@@ -230,6 +230,7 @@ def test_nothing_new_leaves_every_derived_table_but_an_edited_sql_file_rebuilds_
     tables built from it."""
     import jinja2
 
+    from sparkify_dagster.checks import CHECKS
     from sparkify_dagster.warehouse import transforms
 
     db = tmp_path / "wh.duckdb"
@@ -242,7 +243,7 @@ def test_nothing_new_leaves_every_derived_table_but_an_edited_sql_file_rebuilds_
     star = {"songplays", "users", "songs", "artists", "time"}
     assert all(b.startswith("unchanged") or b.startswith("0 start_times added")
                for t, b in builds.items() if t in star), builds
-    assert len(again.get_asset_check_evaluations()) == len(materialize_all(dataset, db).get_asset_check_evaluations())
+    assert len(again.get_asset_check_evaluations()) == len(CHECKS)  # every check still runs
 
     folder = tmp_path / "sql"
     shutil.copytree(Path(transforms.__file__).parents[1] / "sql", folder)

@@ -16,18 +16,9 @@ def test_the_run_log_holds_only_what_the_metadata_does_not(tmp_path):
     repeats a materialization's metadata; the rest of the run's events are Dagster's own."""
     import dagster as dg
 
-    from sparkify_dagster.definitions import build_defs
-    from sparkify_dagster.source import LocalFolderSource
-    from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
-
-    defs = build_defs("duckdb")
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"warehouse": DuckDBWarehouse(path=str(tmp_path / "wh.duckdb")),
-                 "raw_data": LocalFolderSource(root=str(SAMPLE_DATA_DIR))}
-    assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)]
     for run in ("full", "nothing new"):
-        result = dg.materialize(list(defs.assets), resources=resources, instance=instance,
-                                selection=dg.AssetSelection.assets(*assets))
+        result = materialize_all(SAMPLE_DATA_DIR, tmp_path / "wh.duckdb", instance=instance)
         assert result.success
         lines = [e.user_message for e in instance.all_logs(result.run_id) if e.dagster_event is None]
         assert len(lines) == 4, (run, lines)

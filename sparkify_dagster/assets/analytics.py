@@ -63,8 +63,8 @@ def qualified_name(warehouse: Warehouse, table: Table) -> str:
 
 
 def rebuild(warehouse: Warehouse, table: Table) -> tuple[TableUpdate, list[dict]]:
-    """Replace the table atomically, unless nothing it is built from changed since its last build;
-    return how it was brought up to date and its (few) rows in display order."""
+    """Replace the table atomically; return how it was brought up to date and its (few) rows in
+    display order."""
     # The star tables it reads (a fresh warehouse gives empty results) and its own, in the analytics
     # schema; each is derived from the star schema, so one of an older shape is dropped and recreated.
     warehouse.ensure_tables()

@@ -58,8 +58,7 @@ def _load(table: Table, *, files: list[RawFile] | None, jsonpaths: list[str] | N
           reload_keys: frozenset[str], config: StagingLoadConfig, warehouse: Warehouse, raw_data: RawDataSource,
           run_id: str, log: RunLog) -> dg.MaterializeResult:
     """One staging table brought up to date with its raw prefix (listed here unless ``files``)."""
-    prefix = table.raw.prefix
-    files = raw_data.list_files(prefix) if files is None else files
+    files = raw_data.list_files(table.raw.prefix) if files is None else files
     report = warehouse.load_staging(
         table, raw_data, files, run_id, log, jsonpaths=jsonpaths,
         full_refresh=config.full_refresh, reload_keys=reload_keys,

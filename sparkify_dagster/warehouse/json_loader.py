@@ -190,8 +190,9 @@ STRICT_FUNCTION = "sparkify_strict_json"
 
 def _sql_string(text: str) -> str:
     """A string literal with its control characters spelled as chr(n) (the SQL stays one readable line)."""
-    return " || ".join(f"chr({ord(c)})" if ord(c) < 32 else quote_literal(c) for c in text) if any(
-        ord(c) < 32 for c in text) else quote_literal(text)
+    if not any(ord(c) < 32 for c in text):
+        return quote_literal(text)
+    return " || ".join(f"chr({ord(c)})" if ord(c) < 32 else quote_literal(c) for c in text)
 
 
 def lenient_json_sql(rec: str) -> str:

@@ -109,6 +109,12 @@ def rebuild(s, table: Table, dialect: Dialect) -> int:
     return _count(s, table)
 
 
+def recorded_sources(s, table: Table) -> dict[str, str]:
+    """What ``table`` was last built from, as star_sources holds it (its entries and marks)."""
+    return dict(s.execute(f"SELECT source_file, file_version FROM {relation(STAR_SOURCES)} WHERE table_name = ?",
+                          [table.name]))
+
+
 def current_sources(s, table: Table, dialect: Dialect) -> dict[str, str]:
     """What ``table`` would be built from now: each loaded_files entry -> version@load, or, for a staging
     table with an entry per song file, one row "#<table>" -> count:digest of those entries."""
@@ -137,8 +143,7 @@ def update(s, table: Table, dialect: Dialect) -> TableUpdate:
     if not tracks_sources(table):
         return TableUpdate(rebuild(s, table, dialect), UpdateKind.FULL)
     current = current_sources(s, table, dialect)
-    recorded = dict(s.execute(f"SELECT source_file, file_version FROM {relation(STAR_SOURCES)} WHERE table_name = ?",
-                              [table.name]))
+    recorded = recorded_sources(s, table)
     previous = dict(recorded)
     rows_before = _count(s, table)
     sql = sql_version(table)
@@ -195,8 +200,7 @@ def _update_difference(s, table: Table, rule: Difference, dialect: Dialect) -> T
     """Built in full when empty or built by other SQL; else only the keys that came or went."""
     name, of, key = relation(table), relation(TABLES[rule.of]), quote_ident(rule.key)
     rows_before = _count(s, table)
-    recorded = dict(s.execute(f"SELECT source_file, file_version FROM {relation(STAR_SOURCES)} "
-                              "WHERE table_name = ? AND source_file = ?", [table.name, SQL_MARK]))
+    recorded = recorded_sources(s, table)  # its SQL version only: a Difference tracks no raw file
     version = sql_version(table)
     if rows_before == 0 or recorded.get(SQL_MARK) != version:
         rows = rebuild(s, table, dialect)
