@@ -1,10 +1,12 @@
 """Time the embedded staging load of one table stage by stage, without Dagster (the profile of a load).
 
     python benchmarks/staging_stages.py /tmp/sparkify-bench/large/raw staging_events [--db /tmp/stages.duckdb]
+        [--framed-only]
 
 Loads every raw file of the table into a fresh DuckDB file through ``DuckDBWarehouse.load_staging``
 (the very code a run uses) and prints the seconds spent in each stage of ``warehouse/duckdb_load.py``
-(framing, typing into the Parquet part, the insert) and in the statements of the load's own session,
+(counting the files read straight from DuckDB's JSON reader, framing and typing the others into
+Parquet parts, the insert, which types the direct files) and in the statements of the load's own session,
 slowest first. benchmarks/README.md quotes it.
 """
 
@@ -24,7 +26,7 @@ from sparkify_dagster.warehouse import duckdb as duckdb_warehouse  # noqa: E402
 from sparkify_dagster.warehouse import duckdb_load  # noqa: E402
 
 # Per batch, not per file: a timer around each of 300k small-file reads would cost more than they do.
-STAGES = ("frame_batch", "_type_to_parquet", "reframe_as_stream", "insert_load", "delete_stale", "read_report")
+STAGES = ("direct_files", "frame_batch", "_type_to_parquet", "reframe_as_stream", "insert_load", "delete_stale", "read_report")
 
 
 def main() -> int:
@@ -32,7 +34,10 @@ def main() -> int:
     parser.add_argument("data", type=Path, help="a raw-data folder (as SPARKIFY_DATA_URI)")
     parser.add_argument("table", choices=["staging_events", "staging_songs"])
     parser.add_argument("--db", type=Path, default=Path("/tmp/sparkify-staging-stages.duckdb"))
+    parser.add_argument("--framed-only", action="store_true",
+                        help="frame every file (READ_OBJECTS off): the load before the JSON reader's path")
     args = parser.parse_args()
+    duckdb_warehouse.READ_OBJECTS = not args.framed_only
 
     stage_seconds: dict[str, float] = collections.defaultdict(float)
     statement_seconds: dict[str, float] = collections.defaultdict(float)

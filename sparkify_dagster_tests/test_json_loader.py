@@ -69,12 +69,15 @@ REAL_MOJIBAKE = (
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True, params=["bound", "read_text"])
+@pytest.fixture(autouse=True, params=["bound", "read_text", "objects"])
 def framing_path(request, monkeypatch):
-    """Every loader test runs on both ways a local file reaches DuckDB: its text bound from Python
-    (small files), and read by DuckDB itself (``read_text``, big files; here every file)."""
-    if request.param == "read_text":
+    """Every loader test runs on each way a local file reaches DuckDB: its text bound from Python
+    (small files), read by DuckDB itself and framed (``read_text``), and first typed straight from
+    DuckDB's JSON reader, framed only when that could differ (``objects``, big files by default);
+    here every file takes the path."""
+    if request.param != "bound":
         monkeypatch.setattr(duckdb_warehouse, "IN_PLACE_MIN_BYTES", 0)
+    monkeypatch.setattr(duckdb_warehouse, "READ_OBJECTS", request.param == "objects")
     return request.param
 
 

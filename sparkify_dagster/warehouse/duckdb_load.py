@@ -6,19 +6,24 @@ text helpers that call nothing back.
 
 1. plan: ``planning.plan_load`` picks the files to read and the stale keys; ``delete_stale`` removes
    what they replace (rows, rejects and manifest rows of changed or vanished files).
-2. frame (``frame_batch``): a batch of files becomes candidate records (file_idx, line_number, rec) in
-   the scratch connection's ``_raw`` table.
+2a. direct (``direct_files``): the big local files that DuckDB's newline-delimited JSON reader splits
+   into the very records framing would give are only counted here; stage 4 types them straight from
+   the reader (no framing table, no Parquet part, every core on one file).
+2. frame (``frame_batch``): the other files of a batch become candidate records (file_idx,
+   line_number, rec) in the scratch connection's ``_raw`` table.
 3. type (``type_batch``): ``json_loader.typing_sql`` over ``_raw`` into a Parquet part; files whose
    lines are not each one JSON value are framed again as a JSON stream (``reframe_as_stream``) and
    typed again.
-4. insert (``insert_load``): the load's transaction inserts the staged rows, the rejects and the
-   manifest rows, one statement each over every batch's part.
+4. insert (``insert_load``): the load's transaction inserts the staged rows (of every part, and of
+   the direct files, typed by the same SQL), the rejects and the manifest rows, one statement each.
+   A direct file that rejected a record loses its rows again and is framed and typed like the others:
+   a reject needs its line number, which the reader does not give.
 5. record (``read_report``): the LoadReport, from the manifest just written; past the MAXERROR limit
    the load fails (``too_many_message``) and ``keep_failed_load_rejects`` keeps its rejects visible.
 
-Stages 2 and 3 run batch by batch (``stage_batches``) on a scratch connection (``Scratch``), outside
-the load's transaction: memory holds one batch's texts at a time, and the batches meet only in
-stage 4, as Parquet files.
+Stages 2a, 2 and 3 run batch by batch (``stage_batches``) on a scratch connection (``Scratch``),
+outside the load's transaction: memory holds one batch's texts at a time, and the batches meet only
+in stage 4, as Parquet files and the direct files' paths.
 
 Invariants: every file to load gets one ``_files`` row and one manifest row, even when all its lines
 were rejected while framing (its records read = staged + rejected); every typed record is either a
@@ -34,12 +39,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import duckdb
 
 from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, Column, Table
-from sparkify_dagster.source import LocalFolderSource, RawDataSource, RawFile
+from sparkify_dagster.source import LocalFolderSource, RawDataSource, RawFile, SourceError
 from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import LoadReport, RunLog, Session
 from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal
@@ -69,10 +74,11 @@ class StagingLoad:
     source: RawDataSource
     local_root: Path | None  # the absolute folder of a local source (DuckDB can read its files), else None
     in_place_min_bytes: int  # local files at least this big are read by DuckDB itself (read_text)
+    reads_objects: bool  # those files may be read straight from DuckDB's JSON reader (``direct_files``)
 
     @classmethod
     def of(cls, table: Table, source: RawDataSource, load_id: str, jsonpaths: Sequence[str] | None, *,
-           in_place_min_bytes: int) -> "StagingLoad":
+           in_place_min_bytes: int, reads_objects: bool = True) -> "StagingLoad":
         columns = tuple(table.copied_columns)
         paths = (
             tuple(json_loader.jsonpath_to_duckdb(p) for p in jsonpaths)
@@ -80,7 +86,16 @@ class StagingLoad:
             else tuple(f'$."{c.name}"' for c in columns)
         )
         local_root = source.root_path.resolve() if isinstance(source, LocalFolderSource) else None
-        return cls(table, columns, paths, jsonpaths is not None, load_id, source, local_root, in_place_min_bytes)
+        return cls(table, columns, paths, jsonpaths is not None, load_id, source, local_root, in_place_min_bytes,
+                   reads_objects)
+
+    def in_place(self, files: Sequence[tuple[int, RawFile]]) -> list[tuple[int, RawFile]]:
+        """The (file_idx, file) pairs DuckDB reads itself: big local files whose key is no glob pattern."""
+        return [(idx, f) for idx, f in files if self.local_root is not None and f.size >= self.in_place_min_bytes
+                and not any(c in f.key for c in _GLOB_CHARS)]
+
+    def local_paths(self, files: Sequence[tuple[int, RawFile]]) -> list[str]:
+        return [str(self.local_root / f.key) for _, f in files]
 
     @property
     def batch_bytes(self) -> int:
@@ -163,15 +178,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+class DirectFile(NamedTuple):
+    """A file the load's transaction reads straight from the JSON reader, and its number of records."""
+
+    file: RawFile
+    records: int
+
+
 @dataclass
 class Staged:
-    """The batches typed so far: their Parquet parts, the lines rejected while framing, the counts."""
+    """The batches staged so far: the framed files' Parquet parts and lines rejected while framing, the
+    files read straight from the JSON reader at the insert, the counts."""
 
-    parts: list[str] = field(default_factory=list)  # relations reading each batch's typed records
+    parts: list[str] = field(default_factory=list)  # relations reading each framed batch's typed records
     early_rejects: list[tuple] = field(default_factory=list)  # load_errors rows, rejected in Python
+    direct: dict[int, "DirectFile"] = field(default_factory=dict)  # typed at the insert
     files: int = 0
     read: int = 0
-    staged: int = 0
+    rejected: int = 0  # by the framed files (the direct files' rejects are found at the insert)
 
 
 def stage_batches(s: Session, scratch: Scratch, load: StagingLoad, files: Sequence[RawFile], *,
@@ -183,31 +207,95 @@ def stage_batches(s: Session, scratch: Scratch, load: StagingLoad, files: Sequen
     out = Staged()
     for batch in json_loader.iter_batches(files, load.batch_bytes):  # a progress line after each but the last
         indexed = list(enumerate(batch, start=out.files))
-        framed = frame_batch(scratch.con, load, indexed)  # 2. the batch's candidate records, in _raw
-        part = type_batch(scratch, load, framed, name=f"typed-{out.files}")  # 3. into its Parquet part
-        # One batch's texts at a time: they go, and so does _raw (autocommit: its memory is freed now).
-        framed.release()
-        scratch.con.execute("DROP TABLE _raw")
+        # 2a. the big local files the load's transaction will read straight from DuckDB's JSON reader
+        direct = direct_files(scratch.con, load, indexed)
+        out.direct.update(direct)
+        out.read += sum(d.records for d in direct.values())
+        rest = [(idx, f) for idx, f in indexed if idx not in direct]
+        if rest:
+            frame_and_type(scratch, load, rest, out, name=f"typed-{out.files}")  # 2.-3. the others: a Parquet part
         s.execute(
             "INSERT INTO _files SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), "
             "unnest(?::BIGINT[])",
             [[idx for idx, _ in indexed], [f.key for f in batch], [f.version for f in batch],
              [f.size for f in batch]],
         )
-        (n_read, n_staged), = scratch.con.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE err_reason IS NULL) FROM {part}").fetchall()
-        out.parts.append(part)  # every batch has its part, even one whose lines were all rejected early
-        out.early_rejects += framed.rejects
         out.files += len(batch)
-        out.read += n_read + len(framed.rejects)
-        out.staged += n_staged
         if out.files == len(files):
             break  # the last batch: the load's own summary line follows, after the insert
+        # The direct files' rejects are known only at the insert: "so far".
         log.info(
             f"{load.table.name}: {out.files:,}/{len(files):,} files read, {out.read:,} records "
-            f"({out.staged:,} staged, {out.read - out.staged:,} rejected) in {time.monotonic() - started:.1f}s"
+            f"({out.rejected:,} rejected so far) in {time.monotonic() - started:.1f}s"
         )
     return out
+
+
+def frame_and_type(scratch: Scratch, load: StagingLoad, files: list[tuple[int, RawFile]], out: "Staged", *,
+                   name: str) -> None:
+    """Stages 2 and 3 for ``files``: their Parquet part (and their lines rejected while framing) into ``out``."""
+    framed = frame_batch(scratch.con, load, files)  # 2. the candidate records, in _raw
+    part = type_batch(scratch, load, framed, name=name)  # 3. into the Parquet part
+    # One batch's texts at a time: they go, and so does _raw (autocommit: its memory is freed now).
+    framed.release()
+    scratch.con.execute("DROP TABLE _raw")
+    (n_read, n_staged), = scratch.con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE err_reason IS NULL) FROM {part}").fetchall()
+    out.parts.append(part)  # every framed batch has its part, even one whose lines were all rejected early
+    out.early_rejects += framed.rejects
+    out.read += n_read + len(framed.rejects)
+    out.rejected += n_read - n_staged + len(framed.rejects)
+
+
+# --- 2. (a) files the load's transaction reads straight from DuckDB's JSON reader -----------------
+
+def direct_files(x: duckdb.DuckDBPyConnection, load: StagingLoad,
+                 files: list[tuple[int, RawFile]]) -> dict[int, DirectFile]:
+    """The batch's big local files that DuckDB's newline-delimited JSON reader splits into the very
+    records framing would give (``json_loader.object_records``), with their number of records: the
+    load's transaction types these straight from the reader into the table (``insert_load``), with
+    no framing table and no Parquet part.
+
+    A file qualifies when the reader reads it (one JSON value per line, valid UTF-8) and it holds none
+    of the bytes the reader skips as whitespace and framing does not (``OBJECTS_EXCLUDED_SQL``): its
+    records are then framing's, less the whitespace around them, which the typing ignores. The
+    reader gives no line numbers, so a file with a reject is framed after all (``insert_load``)."""
+    candidates = load.in_place(files) if load.reads_objects else []
+    if not candidates:
+        return {}
+    readable = _readable_as_objects(x, load.local_paths(candidates))
+    if readable is None:  # some file is not valid UTF-8 (or is gone): each on its own, then
+        readable = set().union(*(_readable_as_objects(x, [path]) or set() for path in load.local_paths(candidates)))
+    candidates = [pair for pair, path in zip(candidates, load.local_paths(candidates)) if path in readable]
+    counts = _count_objects(x, load, candidates)
+    if counts is None:  # some file is not one JSON value per line: each on its own, then
+        counts = {}
+        for pair in candidates:
+            counts.update(_count_objects(x, load, [pair]) or {})
+    file_of = dict(candidates)
+    return {idx: DirectFile(file_of[idx], n) for idx, n in counts.items()}
+
+
+def _readable_as_objects(x: duckdb.DuckDBPyConnection, paths: list[str]) -> set[str] | None:
+    """Which of ``paths`` hold no byte the JSON reader would skip where framing does not; None when
+    one of them cannot be read as text."""
+    try:
+        excluded = {path for (path,) in x.execute(json_loader.OBJECTS_EXCLUDED_SQL, [paths]).fetchall()}
+    except duckdb.Error:
+        return None
+    return set(paths) - excluded
+
+
+def _count_objects(x: duckdb.DuckDBPyConnection, load: StagingLoad, files: list[tuple[int, RawFile]]) -> dict[int, int] | None:
+    """Records per file as the JSON reader splits ``files`` (a file with none: 0); None if it refuses one."""
+    if not files:
+        return {}
+    relation = json_loader.object_records([idx for idx, _ in files], load.local_paths(files))
+    try:
+        counts = dict(x.execute(f"SELECT file_idx, count(*) FROM {relation} GROUP BY file_idx").fetchall())
+    except duckdb.Error:
+        return None
+    return {idx: counts.get(idx, 0) for idx, _ in files}
 
 
 # --- 2. frame ------------------------------------------------------------------------------------
@@ -242,10 +330,9 @@ def frame_batch(x: duckdb.DuckDBPyConnection, load: StagingLoad, files: list[tup
     """
     framed = FramedBatch()
     x.execute("CREATE OR REPLACE TEMP TABLE _raw (file_idx INTEGER, line_number BIGINT, rec VARCHAR)")
-    in_place = [(idx, f) for idx, f in files if load.local_root is not None and f.size >= load.in_place_min_bytes
-                and not any(c in f.key for c in _GLOB_CHARS)]
+    in_place = load.in_place(files)
     if in_place:
-        paths_in_place = [str(load.local_root / f.key) for _, f in in_place]
+        paths_in_place = load.local_paths(in_place)
         try:
             x.execute(f"INSERT INTO _raw {json_loader.FRAME_SQL.format(texts=json_loader.FILE_TEXTS)}",
                       [[idx for idx, _ in in_place], paths_in_place, paths_in_place])
@@ -343,45 +430,71 @@ def type_batch(scratch: Scratch, load: StagingLoad, framed: FramedBatch, *, name
     return f"(SELECT * FROM {typed} WHERE file_idx NOT IN ({in_list}) UNION ALL SELECT * FROM {again})"
 
 
-def _type_to_parquet(x: duckdb.DuckDBPyConnection, load: StagingLoad, path: str, source: str = "_raw") -> str:
+def _type_to_parquet(x: duckdb.DuckDBPyConnection, load: StagingLoad, path: str, source: str = "_raw",
+                     params: list | None = None) -> str:
     sql = json_loader.typing_sql(load.table, load.columns, load.paths, source=source, arrays=load.arrays)
-    x.execute(f"COPY ({sql}) TO {quote_literal(path)} (FORMAT parquet, COMPRESSION uncompressed)")
+    x.execute(f"COPY ({sql}) TO {quote_literal(path)} (FORMAT parquet, COMPRESSION uncompressed)", params)
     return f"read_parquet({quote_literal(path)})"
 
 
 # --- 4. insert -----------------------------------------------------------------------------------
 
-def insert_load(s: EmbeddedSession, load: StagingLoad, staged: Staged, *, sort: bool) -> None:
+def insert_load(s: EmbeddedSession, scratch: Scratch, load: StagingLoad, staged: Staged, *, sort: bool) -> None:
     """The load's transaction: staged rows, rejects and the manifest of every file, each in one
-    statement over all the batches' Parquet parts. One INSERT per table writes whole compressed row
+    statement over all the framed batches' Parquet parts and the direct files (typed here, straight
+    from DuckDB's JSON reader: ``direct_files``). One INSERT per table writes whole compressed row
     groups; an INSERT per batch left partial row groups that the next checkpoint had to rewrite.
+
+    A direct file with a reject (fewer rows staged than it has records) loses its rows again and is
+    framed and typed like the others (a reject needs its line number), then inserted on its own.
 
     ``sort``: insert in file and line order. No rule depends on row order, but an unordered parallel
     insert leaves part-filled row groups in the middle of the table, which DuckDB's checkpoint merges
     once a later append makes that pay; sorted, every row group but the last is full. The caller
     sorts only a load that fits the sort in its memory limit."""
-    table = load.table
-    col_list = ", ".join(quote_ident(c.name) for c in load.columns)
-    typed = "(" + " UNION ALL ".join(f"SELECT * FROM {part}" for part in staged.parts) + ")"
+    direct = dict(staged.direct)
+    try:
+        _insert_rows(s, load, [*staged.parts, *([_direct_typed(load, direct)] if direct else [])], sort=sort)
+    except (duckdb.InvalidInputException, duckdb.IOException) as exc:
+        if not direct:
+            raise
+        # A direct file is read again here: one rewritten (or removed) since it was counted.
+        raise SourceError(
+            f"{load.table.name}: a raw file changed or went away while it was being loaded, so nothing was "
+            f"loaded; the next run loads it as it is then. {str(exc).splitlines()[0]}"
+        ) from None
+    rejecting = _direct_files_with_rejects(s, load, direct)
+    if rejecting:
+        s.execute(f"DELETE FROM {quote_ident(load.table.name)} WHERE source_file IN "
+                  "(SELECT source_file FROM _files WHERE file_idx IN (SELECT unnest(?::INTEGER[])))", [rejecting])
+        framed_before = len(staged.parts)
+        by_key = {direct[idx].file.key: idx for idx in rejecting}
+        for batch in json_loader.iter_batches([direct.pop(idx).file for idx in rejecting], load.batch_bytes):
+            frame_and_type(scratch, load, [(by_key[f.key], f) for f in batch], staged,
+                           name=f"reframed-{by_key[batch[0].key]}")
+        _insert_rows(s, load, staged.parts[framed_before:], sort=sort)
+    staged.direct = direct
+    typed = _union(staged.parts)
     if staged.early_rejects:
         s.con.executemany(f"INSERT INTO {_ERRORS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", staged.early_rejects)
-    order = " ORDER BY t.file_idx, t.line_number" if sort else ""
-    s.execute(
-        f"INSERT INTO {quote_ident(table.name)} ({col_list}, source_file) SELECT {col_list}, f.source_file "
-        f"FROM {typed} AS t JOIN _files f USING (file_idx) WHERE err_reason IS NULL{order}"
-    )
-    s.execute(
-        f"INSERT INTO {_ERRORS} SELECT ?, f.source_file, line_number, err_column, "
-        f"err_reason, left(rec, {json_loader.RAW_TEXT_LIMIT}), ?, f.source_file "
-        f"FROM {typed} AS t JOIN _files f USING (file_idx) WHERE err_reason IS NOT NULL "
-        "ORDER BY file_idx, line_number",
-        [table.name, load.load_id],
-    )
+    if typed is not None:
+        s.execute(
+            f"INSERT INTO {_ERRORS} SELECT ?, f.source_file, line_number, err_column, "
+            f"err_reason, left(rec, {json_loader.RAW_TEXT_LIMIT}), ?, f.source_file "
+            f"FROM {typed} AS t JOIN _files f USING (file_idx) WHERE err_reason IS NOT NULL "
+            "ORDER BY file_idx, line_number",
+            [load.table.name, load.load_id],
+        )
     early: dict[str, int] = {}
     for row in staged.early_rejects:
         early[row[1]] = early.get(row[1], 0) + 1
-    counts = (f"(SELECT file_idx, count(*) AS n_read, count(*) FILTER (WHERE err_reason IS NULL) AS n_staged "
-              f"FROM {typed} GROUP BY file_idx)")
+    # Records read and staged per file: the framed files' from their parts, the direct files' (every
+    # record staged) from the reader's count.
+    counts = "SELECT unnest(?::INTEGER[]) AS file_idx, unnest(?::BIGINT[]) AS n_read, unnest(?::BIGINT[]) AS n_staged"
+    if typed is not None:
+        counts += (f" UNION ALL SELECT file_idx, count(*), count(*) FILTER (WHERE err_reason IS NULL) "
+                   f"FROM {typed} GROUP BY file_idx")
+    n_direct = [d.records for d in direct.values()]
     s.execute(
         f"""INSERT INTO {_MANIFEST}
         SELECT ?, f.source_file, f.file_version, f.file_size,
@@ -389,10 +502,45 @@ def insert_load(s: EmbeddedSession, load: StagingLoad, staged: Staged, *, sort: 
             coalesce(t.n_staged, 0),
             coalesce(t.n_read - t.n_staged, 0) + coalesce(e.n, 0), ?
         FROM _files f
-        LEFT JOIN {counts} t USING (file_idx)
+        LEFT JOIN ({counts}) t USING (file_idx)
         LEFT JOIN (SELECT unnest(?::VARCHAR[]) AS source_file, unnest(?::BIGINT[]) AS n) e USING (source_file)""",
-        [table.name, load.load_id, list(early), list(early.values())],
+        [load.table.name, load.load_id, list(direct), n_direct, n_direct, list(early), list(early.values())],
     )
+
+
+def _union(parts: Sequence[str]) -> str | None:
+    return "(" + " UNION ALL ".join(f"SELECT * FROM {part}" for part in parts) + ")" if parts else None
+
+
+def _direct_typed(load: StagingLoad, direct: dict[int, "DirectFile"]) -> str:
+    """The direct files' typed records, straight from the JSON reader (the same typing as a Parquet part)."""
+    pairs = [(idx, d.file) for idx, d in direct.items()]
+    source = json_loader.object_records([idx for idx, _ in pairs], load.local_paths(pairs))
+    return "(" + json_loader.typing_sql(load.table, load.columns, load.paths, source=source, arrays=load.arrays) + ")"
+
+
+def _insert_rows(s: EmbeddedSession, load: StagingLoad, parts: Sequence[str], *, sort: bool) -> None:
+    typed = _union(parts)
+    if typed is None:
+        return
+    col_list = ", ".join(quote_ident(c.name) for c in load.columns)
+    order = " ORDER BY t.file_idx, t.line_number" if sort else ""
+    s.execute(
+        f"INSERT INTO {quote_ident(load.table.name)} ({col_list}, source_file) SELECT {col_list}, f.source_file "
+        f"FROM {typed} AS t JOIN _files f USING (file_idx) WHERE err_reason IS NULL{order}"
+    )
+
+
+def _direct_files_with_rejects(s: EmbeddedSession, load: StagingLoad, direct: dict[int, "DirectFile"]) -> list[int]:
+    """The direct files that staged fewer rows than they have records (the rest were rejected)."""
+    if not direct:
+        return []
+    staged = dict(s.execute(
+        f"SELECT f.file_idx, count(t.source_file) FROM _files f LEFT JOIN {quote_ident(load.table.name)} t "
+        "ON t.source_file = f.source_file WHERE f.file_idx IN (SELECT unnest(?::INTEGER[])) GROUP BY f.file_idx",
+        [list(direct)],
+    ))
+    return sorted(idx for idx, d in direct.items() if staged.get(idx, 0) != d.records)
 
 
 # --- 5. record -----------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ vectorised:
    number and the others are bound as parameters. Files whose lines are not each one JSON value
    (pretty-printed objects spread over lines, objects back to back on one line) are re-framed with a
    streaming JSON decoder, so every JSON value becomes one record, numbered by its last line (what
-   Redshift's stl_load_errors reports for JSON: "the last line of the JSON object").
+   Redshift's stl_load_errors reports for JSON: "the last line of the JSON object"). A big local
+   file that DuckDB's own newline-delimited JSON reader splits into exactly these records is read
+   by it instead (``object_records``), unless one of its records is rejected: the reader gives no
+   line numbers.
 2. Typing (SQL in DuckDB): each record is matched to the table's columns (JSONPaths by position, or
    the column names), each value is converted under Redshift's COPY rules, and the record goes either
    to the staging table or to ``load_errors`` with its file, line, column and reason.
@@ -72,7 +75,27 @@ FILE_TEXTS = (
     "CASE WHEN starts_with(content, chr(65279)) THEN substr(content, 2) ELSE content END AS txt "
     "FROM read_text(?::VARCHAR[]))"
 )
+# Big local files can be read by DuckDB's newline-delimited JSON reader instead (``object_records``):
+# each line's text without the whitespace around it (which the typing ignores), with no line number.
+# It fails on a file that is not one JSON value per line (pretty-printed objects, two on a line,
+# invalid UTF-8, a control character), and it also skips lines of form feeds and vertical tabs, which
+# ``FRAME_SQL`` keeps as (malformed) records: such files are left to ``FRAME_SQL``.
+# Paths of the files (parameter: their paths) holding a byte the JSON reader skips as whitespace and
+# ``FRAME_SQL`` does not.
+OBJECTS_EXCLUDED_SQL = (
+    "SELECT filename FROM read_text(?::VARCHAR[]) WHERE contains(content, chr(11)) OR contains(content, chr(12))"
+)
 _JSON_WS = re.compile(r"[ \t\n\r]*")
+
+
+def object_records(file_idxs: Sequence[int], paths: Sequence[str]) -> str:
+    """A relation (file_idx, line_number, rec) of the files at ``paths`` as DuckDB's JSON reader splits
+    them into records (line_number NULL); literal SQL, so that it can sit inside a bigger statement."""
+    idxs = "[" + ", ".join(str(int(i)) for i in file_idxs) + "]::INTEGER[]"
+    files = "[" + ", ".join(quote_literal(p) for p in paths) + "]::VARCHAR[]"
+    # The index is looked up by position, as in FILE_TEXTS.
+    return (f"(SELECT ({idxs})[list_position({files}, filename)] AS file_idx, NULL::BIGINT AS line_number, "
+            f"json::VARCHAR AS rec FROM read_ndjson_objects({files}, filename=true))")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,174 @@
+"""The embedded load gives the same staging rows, rejects and manifest whichever way a file reaches
+DuckDB: read straight from DuckDB's JSON reader at the insert (``duckdb_load.direct_files``) or framed.
+
+The JSON reader splits a file into records by its own rules, so it is used only for files where they
+agree with framing; these tests load the same files both ways and compare every table the load
+writes, over every ASCII byte and the non-ASCII whitespace in the places a record can hold it, and
+check which files the reader took (a comparison that never exercises it would prove nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from sparkify_dagster.catalog import STAGING_EVENTS
+from sparkify_dagster.source import LOG_PREFIX, LocalFolderSource, SourceError
+from sparkify_dagster.warehouse import duckdb as duckdb_warehouse
+from sparkify_dagster.warehouse import duckdb_load
+from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+
+LOG = logging.getLogger("test_loader_paths")
+JSONPATHS = [f"$['{k}']" for k in (
+    "artist", "auth", "firstName", "gender", "itemInSession", "lastName", "length", "level", "location",
+    "method", "page", "registration", "sessionId", "song", "status", "ts", "userAgent", "userId",
+)]
+
+
+def record(ts: int, **overrides) -> str:
+    rec = {"artist": "Des'ree", "auth": "Logged In", "firstName": "Kaylee", "gender": "F", "itemInSession": 1,
+           "lastName": "Summers", "length": 246.30812, "level": "free", "location": "Phoenix, AZ",
+           "method": "PUT", "page": "NextSong", "registration": 1540344794796.0, "sessionId": 139,
+           "song": "You Gotta Be", "status": 200, "ts": ts, "userAgent": "Mozilla/5.0", "userId": "8"}
+    rec.update(overrides)
+    return json.dumps(rec)
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    (root / "log_json_path.json").parent.mkdir(parents=True, exist_ok=True)
+    (root / "log_json_path.json").write_text(json.dumps({"jsonpaths": JSONPATHS}))
+    for i, data in enumerate(files.values()):
+        path = root / LOG_PREFIX / "2018" / "11" / f"2018-11-{i:04d}-events.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def load_both_ways(tmp_path: Path, monkeypatch, files: dict[str, bytes]) -> tuple[dict, dict, set[str]]:
+    """Everything the load wrote, with the JSON reader's path and framed only, and the files loaded
+    straight from the reader."""
+    root = tmp_path / "raw"
+    write_files(root, files)
+    src = LocalFolderSource(root=str(root))
+    keys = {f"{LOG_PREFIX}2018/11/2018-11-{i:04d}-events.json": name for i, name in enumerate(files)}
+    monkeypatch.setattr(duckdb_warehouse, "IN_PLACE_MIN_BYTES", 0)
+    taken: set[str] = set()
+    real = duckdb_load.insert_load
+
+    def spy(s, scratch, load, staged, *, sort):
+        real(s, scratch, load, staged, sort=sort)
+        taken.update(d.file.key for d in staged.direct.values())  # what stayed direct after the insert
+
+    monkeypatch.setattr(duckdb_load, "insert_load", spy)
+    out = {}
+    for reads_objects in (True, False):
+        monkeypatch.setattr(duckdb_warehouse, "READ_OBJECTS", reads_objects)
+        wh = DuckDBWarehouse(path=str(tmp_path / f"wh-{reads_objects}.duckdb"), max_errors=10**6)
+        wh.ensure_tables()
+        wh.load_staging(STAGING_EVENTS, src, src.list_files(LOG_PREFIX), "load", LOG, jsonpaths=src.event_jsonpaths())
+        out[reads_objects] = {
+            "rows": wh.query("SELECT * FROM staging_events ORDER BY ALL"),
+            "rejects": wh.query("SELECT * EXCLUDE (load_id) FROM load_errors ORDER BY ALL"),
+            "manifest": wh.query("SELECT * EXCLUDE (load_id) FROM loaded_files ORDER BY ALL"),
+        }
+    return out[True], out[False], {keys[k] for k in taken}
+
+
+def assert_same(objects: dict, framed: dict, files: dict[str, bytes]) -> None:
+    for table in ("manifest", "rejects", "rows"):
+        if objects[table] != framed[table]:
+            only_objects = set(objects[table]) - set(framed[table])
+            only_framed = set(framed[table]) - set(objects[table])
+            pytest.fail(f"{table} differ: only when read as objects {sorted(only_objects)[:3]}, "
+                        f"only when framed {sorted(only_framed)[:3]}")
+
+
+def test_every_ascii_byte_and_unicode_space_around_and_inside_records_loads_the_same_both_ways(tmp_path, monkeypatch):
+    chars = [chr(b) for b in range(128)] + ["\u00a0", "\u2028", "\u2029", "\ufeff", "\u3000", "\x85"]
+    files: dict[str, bytes] = {"clean": (record(1) + "\n" + record(2) + "\n").encode()}
+    for c in chars:
+        name = f"U+{ord(c):04X}"
+        files[f"{name} alone on a line"] = f"{record(1)}\n{c}\n{record(2)}\n".encode()
+        files[f"{name} before a record"] = f"{c}{record(1)}\n".encode()
+        files[f"{name} after a record"] = f"{record(1)}{c}\n".encode()
+        files[f"{name} between tokens"] = record(1).replace('"auth": ', f'"auth":{c}').encode() + b"\n"
+        files[f"{name} inside a string"] = record(1).replace("Gotta", f"Go{c}tta").encode() + b"\n"  # not escaped
+    objects, framed, taken = load_both_ways(tmp_path, monkeypatch, files)
+
+    assert_same(objects, framed, files)
+    # The reader took the clean file and the ones it reads as framing does, and left the rest.
+    assert "clean" in taken
+    assert {"U+0020 alone on a line", "U+0009 between tokens", "U+000D between tokens",
+            "U+0041 inside a string", "U+00A0 inside a string"} <= taken
+    for left in ("U+000C alone on a line", "U+000B before a record", "U+000C between tokens",
+                 "U+0000 inside a string", "U+00A0 alone on a line", "U+0022 inside a string"):
+        assert left not in taken, left
+
+
+def test_files_the_reader_cannot_split_like_framing_are_framed_and_the_rest_taken(tmp_path, monkeypatch):
+    files = {
+        "clean": "\n".join(record(ts) for ts in range(1, 200)).encode(),
+        "clean, CRLF, blank lines, BOM": b"\xef\xbb\xbf" + f"{record(1)}\r\n\r\n \t\r\n{record(2)}\r\n".encode(),
+        "pretty-printed": json.dumps(json.loads(record(1)), indent=2).encode(),
+        "two on a line": f"{record(1)}{record(2)}\n{record(3)}\n".encode(),
+        "invalid UTF-8": record(1).encode() + b"\n" + record(2).encode().replace(b"Kaylee", b"Kay\xffee"),
+        "a reject": f"{record(1)}\n{record(2, itemInSession='one')}\n".encode(),
+        "lenient JSON": f"{record(1)}\n{record(2)[:-1]}, }}\n".encode(),
+        "a top-level null": f"{record(1)}\nnull\n".encode(),
+        "empty": b"",
+        "only blank lines": b"\n  \n\t\r\n",
+        "an array": f"{record(1)}\n[1, 2]\n".encode(),
+    }
+    objects, framed, taken = load_both_ways(tmp_path, monkeypatch, files)
+
+    assert_same(objects, framed, files)
+    assert taken == {"clean", "clean, CRLF, blank lines, BOM", "empty", "only blank lines", "an array"}
+    # An array is a record under a JSONPaths file: the paths select nothing in it, all NULL.
+    # Staged per file, in order (the empty and blank files have none; the array and its record, two).
+    assert len(framed["rows"]) == 199 + 2 + 1 + 3 + 1 + 1 + 1 + 1 + 2
+
+
+
+@pytest.mark.parametrize("change", ["rewritten as malformed", "removed", "a record more"])
+def test_a_file_that_changes_between_its_count_and_the_insert_loses_nothing(tmp_path, monkeypatch, change):
+    root = tmp_path / "raw"
+    write_files(root, {"day": "\n".join(record(ts) for ts in range(1, 11)).encode()})
+    (path,) = (root / LOG_PREFIX).rglob("*.json")
+    src = LocalFolderSource(root=str(root))
+    monkeypatch.setattr(duckdb_warehouse, "IN_PLACE_MIN_BYTES", 0)
+    real = duckdb_load.direct_files
+
+    def then_change(x, load, files):
+        direct = real(x, load, files)
+        assert direct, "the file should have been counted for the direct path"
+        if change == "rewritten as malformed":
+            path.write_text(record(1) + "\n{not json\n")
+        elif change == "removed":
+            path.unlink()
+        else:
+            path.write_text("\n".join(record(ts) for ts in range(1, 12)))
+        return direct
+
+    monkeypatch.setattr(duckdb_load, "direct_files", then_change)
+    wh = DuckDBWarehouse(path=str(tmp_path / "wh.duckdb"))
+    wh.ensure_tables()
+    load = (lambda: wh.load_staging(STAGING_EVENTS, src, src.list_files(LOG_PREFIX), "load", LOG,
+                                    jsonpaths=src.event_jsonpaths()))
+    if change == "a record more":
+        # Its count no longer matches what was staged: it is framed and loaded as it is now.
+        report = load()
+        assert (report.records_read, report.records_staged) == (11, 11)
+        assert wh.query("SELECT records_read FROM loaded_files") == [(11,)]
+        return
+    with pytest.raises(SourceError, match="changed or went away while it was being loaded, so nothing was loaded"):
+        load()
+    assert wh.query("SELECT count(*) FROM staging_events") == [(0,)]
+    assert wh.query("SELECT count(*) FROM loaded_files") == [(0,)]
+    monkeypatch.setattr(duckdb_load, "direct_files", real)
+    if change == "removed":
+        assert load().files == 0
+    else:
+        report = load()  # the next run loads the file as it is now
+        assert (report.records_read, report.records_staged, report.records_rejected) == (2, 1, 1)
