@@ -39,6 +39,11 @@ class SourceError(Exception):
     """The raw data cannot be read as configured."""
 
 
+def local_version(st: os.stat_result) -> str:
+    """A local file's change marker (``RawFile.version``), from its stat."""
+    return f"{st.st_mtime_ns}-{st.st_size}"
+
+
 class RawFile(NamedTuple):
     """One raw object: its key relative to the data root, size and a change marker.
 
@@ -174,7 +179,7 @@ class LocalFolderSource(RawDataSource):
                                 continue
                             key = f"{key_prefix}/{entry.name}"
                             if start_after is None or key > start_after:
-                                found.append(RawFile(key, st.st_size, f"{st.st_mtime_ns}-{st.st_size}"))
+                                found.append(RawFile(key, st.st_size, local_version(st)))
             finally:
                 if _SCAN_BY_FD:
                     os.close(handle)

@@ -131,7 +131,8 @@ def test_files_the_reader_cannot_split_like_framing_are_framed_and_the_rest_take
 
 
 
-@pytest.mark.parametrize("change", ["rewritten as malformed", "removed", "a record more"])
+@pytest.mark.parametrize("change", ["rewritten as malformed", "removed", "a record more",
+                                    "a record more and a reject: the same count of staged rows"])
 def test_a_file_that_changes_between_its_count_and_the_insert_loses_nothing(tmp_path, monkeypatch, change):
     root = tmp_path / "raw"
     write_files(root, {"day": "\n".join(record(ts) for ts in range(1, 11)).encode()})
@@ -147,8 +148,10 @@ def test_a_file_that_changes_between_its_count_and_the_insert_loses_nothing(tmp_
             path.write_text(record(1) + "\n{not json\n")
         elif change == "removed":
             path.unlink()
-        else:
+        elif change == "a record more":
             path.write_text("\n".join(record(ts) for ts in range(1, 12)))
+        else:
+            path.write_text("\n".join(record(ts) for ts in range(1, 11)) + "\n" + record(11, itemInSession="x"))
         return direct
 
     monkeypatch.setattr(duckdb_load, "direct_files", then_change)
@@ -156,11 +159,13 @@ def test_a_file_that_changes_between_its_count_and_the_insert_loses_nothing(tmp_
     wh.ensure_tables()
     load = (lambda: wh.load_staging(STAGING_EVENTS, src, src.list_files(LOG_PREFIX), "load", LOG,
                                     jsonpaths=src.event_jsonpaths()))
-    if change == "a record more":
-        # Its count no longer matches what was staged: it is framed and loaded as it is now.
+    if change.startswith("a record more"):
+        # It changed since it was listed, so its count proves nothing: it is framed as it is now.
         report = load()
-        assert (report.records_read, report.records_staged) == (11, 11)
-        assert wh.query("SELECT records_read FROM loaded_files") == [(11,)]
+        rejected = 1 if "reject" in change else 0
+        assert (report.records_read, report.records_staged, report.records_rejected) == (11, 11 - rejected, rejected)
+        assert wh.query("SELECT records_read, records_rejected FROM loaded_files") == [(11, rejected)]
+        assert wh.query("SELECT line_number FROM load_errors") == ([(11,)] if rejected else [])
         return
     with pytest.raises(SourceError, match="changed or went away while it was being loaded, so nothing was loaded"):
         load()

@@ -44,7 +44,7 @@ from typing import NamedTuple, Protocol
 import duckdb
 
 from sparkify_dagster.catalog import LOAD_ERRORS, LOADED_FILES, Column, Table
-from sparkify_dagster.source import LocalFolderSource, RawDataSource, RawFile, SourceError
+from sparkify_dagster.source import LocalFolderSource, RawDataSource, RawFile, SourceError, local_version
 from sparkify_dagster.warehouse import json_loader
 from sparkify_dagster.warehouse.base import LoadReport, RunLog, Session
 from sparkify_dagster.warehouse.dialect import quote_ident, quote_literal
@@ -192,7 +192,7 @@ class Staged:
 
     parts: list[str] = field(default_factory=list)  # relations reading each framed batch's typed records
     early_rejects: list[tuple] = field(default_factory=list)  # load_errors rows, rejected in Python
-    direct: dict[int, "DirectFile"] = field(default_factory=dict)  # typed at the insert
+    direct: dict[int, DirectFile] = field(default_factory=dict)  # typed at the insert
     files: int = 0
     read: int = 0
     rejected: int = 0  # by the framed files (the direct files' rejects are found at the insert)
@@ -231,7 +231,7 @@ def stage_batches(s: Session, scratch: Scratch, load: StagingLoad, files: Sequen
     return out
 
 
-def frame_and_type(scratch: Scratch, load: StagingLoad, files: list[tuple[int, RawFile]], out: "Staged", *,
+def frame_and_type(scratch: Scratch, load: StagingLoad, files: list[tuple[int, RawFile]], out: Staged, *,
                    name: str) -> None:
     """Stages 2 and 3 for ``files``: their Parquet part (and their lines rejected while framing) into ``out``."""
     framed = frame_batch(scratch.con, load, files)  # 2. the candidate records, in _raw
@@ -430,10 +430,9 @@ def type_batch(scratch: Scratch, load: StagingLoad, framed: FramedBatch, *, name
     return f"(SELECT * FROM {typed} WHERE file_idx NOT IN ({in_list}) UNION ALL SELECT * FROM {again})"
 
 
-def _type_to_parquet(x: duckdb.DuckDBPyConnection, load: StagingLoad, path: str, source: str = "_raw",
-                     params: list | None = None) -> str:
+def _type_to_parquet(x: duckdb.DuckDBPyConnection, load: StagingLoad, path: str, source: str = "_raw") -> str:
     sql = json_loader.typing_sql(load.table, load.columns, load.paths, source=source, arrays=load.arrays)
-    x.execute(f"COPY ({sql}) TO {quote_literal(path)} (FORMAT parquet, COMPRESSION uncompressed)", params)
+    x.execute(f"COPY ({sql}) TO {quote_literal(path)} (FORMAT parquet, COMPRESSION uncompressed)")
     return f"read_parquet({quote_literal(path)})"
 
 
@@ -512,7 +511,7 @@ def _union(parts: Sequence[str]) -> str | None:
     return "(" + " UNION ALL ".join(f"SELECT * FROM {part}" for part in parts) + ")" if parts else None
 
 
-def _direct_typed(load: StagingLoad, direct: dict[int, "DirectFile"]) -> str:
+def _direct_typed(load: StagingLoad, direct: dict[int, DirectFile]) -> str:
     """The direct files' typed records, straight from the JSON reader (the same typing as a Parquet part)."""
     pairs = [(idx, d.file) for idx, d in direct.items()]
     source = json_loader.object_records([idx for idx, _ in pairs], load.local_paths(pairs))
@@ -531,8 +530,10 @@ def _insert_rows(s: EmbeddedSession, load: StagingLoad, parts: Sequence[str], *,
     )
 
 
-def _direct_files_with_rejects(s: EmbeddedSession, load: StagingLoad, direct: dict[int, "DirectFile"]) -> list[int]:
-    """The direct files that staged fewer rows than they have records (the rest were rejected)."""
+def _direct_files_with_rejects(s: EmbeddedSession, load: StagingLoad, direct: dict[int, DirectFile]) -> list[int]:
+    """The direct files that staged another number of rows than they have records (the rest were
+    rejected), or that changed since they were listed (their count and the insert may have read two
+    versions, so the count proves nothing): framing reads each of these once more, as it is then."""
     if not direct:
         return []
     staged = dict(s.execute(
@@ -540,7 +541,16 @@ def _direct_files_with_rejects(s: EmbeddedSession, load: StagingLoad, direct: di
         "ON t.source_file = f.source_file WHERE f.file_idx IN (SELECT unnest(?::INTEGER[])) GROUP BY f.file_idx",
         [list(direct)],
     ))
-    return sorted(idx for idx, d in direct.items() if staged.get(idx, 0) != d.records)
+    return sorted(idx for idx, d in direct.items()
+                  if staged.get(idx, 0) != d.records or _changed_since_listed(load, d.file))
+
+
+def _changed_since_listed(load: StagingLoad, f: RawFile) -> bool:
+    try:
+        st = os.stat(load.local_root / f.key)
+    except OSError:
+        return True
+    return local_version(st) != f.version
 
 
 # --- 5. record -----------------------------------------------------------------------------------
