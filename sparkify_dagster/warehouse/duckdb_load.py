@@ -153,8 +153,7 @@ class Scratch:
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(stale, ignore_errors=True)
         self.folder = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
-        self.con = self._parent.cursor()
-        json_loader.register_strict_json(self.con)
+        self.con = self._parent.cursor()  # the strict-JSON function is the connection's (DuckDBWarehouse._connect)
         return self
 
     def file(self, name: str) -> str:
@@ -263,10 +262,11 @@ def direct_files(x: duckdb.DuckDBPyConnection, load: StagingLoad,
     candidates = load.in_place(files) if load.reads_objects else []
     if not candidates:
         return {}
-    readable = _readable_as_objects(x, load.local_paths(candidates))
+    paths = load.local_paths(candidates)
+    readable = _readable_as_objects(x, paths)
     if readable is None:  # some file is not valid UTF-8 (or is gone): each on its own, then
-        readable = set().union(*(_readable_as_objects(x, [path]) or set() for path in load.local_paths(candidates)))
-    candidates = [pair for pair, path in zip(candidates, load.local_paths(candidates)) if path in readable]
+        readable = set().union(*(_readable_as_objects(x, [path]) or set() for path in paths))
+    candidates = [pair for pair, path in zip(candidates, paths) if path in readable]
     counts = _count_objects(x, load, candidates)
     if counts is None:  # some file is not one JSON value per line: each on its own, then
         counts = {}
