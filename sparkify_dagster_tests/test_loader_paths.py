@@ -93,6 +93,9 @@ def test_every_ascii_byte_and_unicode_space_around_and_inside_records_loads_the_
         files[f"{name} alone on a line"] = f"{record(1)}\n{c}\n{record(2)}\n".encode()
         files[f"{name} before a record"] = f"{c}{record(1)}\n".encode()
         files[f"{name} after a record"] = f"{record(1)}{c}\n".encode()
+        # No final newline: the byte is then as many bytes outside the records as a final newline.
+        files[f"{name} before the last record"] = f"{record(1)}\n{c}{record(2)}".encode()
+        files[f"{name} at the end"] = f"{record(1)}\n{record(2)}{c}".encode()
         files[f"{name} between tokens"] = record(1).replace('"auth": ', f'"auth":{c}').encode() + b"\n"
         files[f"{name} inside a string"] = record(1).replace("Gotta", f"Go{c}tta").encode() + b"\n"  # not escaped
     objects, framed, taken = load_both_ways(tmp_path, monkeypatch, files)
@@ -100,9 +103,10 @@ def test_every_ascii_byte_and_unicode_space_around_and_inside_records_loads_the_
     assert_same(objects, framed, files)
     # The reader took the clean file and the ones it reads as framing does, and left the rest.
     assert "clean" in taken
-    assert {"U+0020 alone on a line", "U+0009 between tokens", "U+000D between tokens",
+    assert {"U+0020 alone on a line", "U+0009 between tokens", "U+000D between tokens", "U+000A at the end",
             "U+0041 inside a string", "U+00A0 inside a string"} <= taken
-    for left in ("U+000C alone on a line", "U+000B before a record", "U+000C between tokens",
+    for left in ("U+000C alone on a line", "U+000B before a record", "U+000C between tokens", "U+000B at the end",
+                 "U+000C before the last record",
                  "U+0000 inside a string", "U+00A0 alone on a line", "U+0022 inside a string"):
         assert left not in taken, left
 

@@ -256,24 +256,46 @@ def direct_files(x: duckdb.DuckDBPyConnection, load: StagingLoad,
     no framing table and no Parquet part.
 
     A file qualifies when the reader reads it (one JSON value per line, valid UTF-8) and it holds none
-    of the bytes the reader skips as whitespace and framing does not (``OBJECTS_EXCLUDED_SQL``): its
-    records are then framing's, less the whitespace around them, which the typing ignores. The
-    reader gives no line numbers, so a file with a reject is framed after all (``insert_load``)."""
+    of the bytes the reader skips as whitespace and framing does not: its records are then framing's,
+    less the whitespace around them, which the typing ignores. That is proved by the reader's own
+    count when the records' bytes and one newline between each two make up the whole file
+    (``_only_newlines_between``); any other file is scanned for those bytes (``OBJECTS_EXCLUDED_SQL``).
+    The reader gives no line numbers, so a file with a reject is framed after all (``insert_load``)."""
     candidates = load.in_place(files) if load.reads_objects else []
     if not candidates:
         return {}
-    paths = load.local_paths(candidates)
-    readable = _readable_as_objects(x, paths)
-    if readable is None:  # some file is not valid UTF-8 (or is gone): each on its own, then
-        readable = set().union(*(_readable_as_objects(x, [path]) or set() for path in paths))
-    candidates = [pair for pair, path in zip(candidates, paths) if path in readable]
     counts = _count_objects(x, load, candidates)
-    if counts is None:  # some file is not one JSON value per line: each on its own, then
+    if counts is None:  # some file is not one JSON value per line, or not valid UTF-8: each on its own
         counts = {}
         for pair in candidates:
             counts.update(_count_objects(x, load, [pair]) or {})
-    file_of = dict(candidates)
-    return {idx: DirectFile(file_of[idx], n) for idx, n in counts.items()}
+    counted = [(idx, f) for idx, f in candidates if idx in counts]
+    to_scan = [(idx, f) for idx, f in counted if not _only_newlines_between(load, f, *counts[idx])]
+    excluded: set[int] = set()
+    if to_scan:
+        paths = load.local_paths(to_scan)
+        readable = _readable_as_objects(x, paths)
+        if readable is None:  # some file cannot be read as text (or is gone): each on its own, then
+            readable = set().union(*(_readable_as_objects(x, [path]) or set() for path in paths))
+        excluded = {idx for (idx, _), path in zip(to_scan, paths) if path not in readable}
+    return {idx: DirectFile(f, counts[idx][0]) for idx, f in counted if idx not in excluded}
+
+
+def _only_newlines_between(load: StagingLoad, f: RawFile, records: int, record_bytes: int) -> bool:
+    """Whether the file as listed is its ``records`` (``record_bytes`` in all, as the reader gives them)
+    with exactly one newline between each two and at most one after the last: nothing else, so no
+    byte the reader skips. Every two records are apart by at least one byte, so ``records - 1`` bytes
+    outside them leave none for anything else; one byte more must be the final newline."""
+    outside = f.size - record_bytes
+    if records == 0 or outside not in (records - 1, records):
+        return False
+    if outside == records - 1:
+        return True
+    try:
+        with open(load.local_root / f.key, "rb") as fh:
+            return os.pread(fh.fileno(), 1, f.size - 1) == b"\n"
+    except OSError:
+        return False
 
 
 def _readable_as_objects(x: duckdb.DuckDBPyConnection, paths: list[str]) -> set[str] | None:
@@ -286,16 +308,19 @@ def _readable_as_objects(x: duckdb.DuckDBPyConnection, paths: list[str]) -> set[
     return set(paths) - excluded
 
 
-def _count_objects(x: duckdb.DuckDBPyConnection, load: StagingLoad, files: list[tuple[int, RawFile]]) -> dict[int, int] | None:
-    """Records per file as the JSON reader splits ``files`` (a file with none: 0); None if it refuses one."""
+def _count_objects(x: duckdb.DuckDBPyConnection, load: StagingLoad,
+                   files: list[tuple[int, RawFile]]) -> dict[int, tuple[int, int]] | None:
+    """Records per file as the JSON reader splits ``files``, and their bytes (a file with none: 0, 0);
+    None if it refuses one."""
     if not files:
         return {}
     relation = json_loader.object_records([idx for idx, _ in files], load.local_paths(files))
     try:
-        counts = dict(x.execute(f"SELECT file_idx, count(*) FROM {relation} GROUP BY file_idx").fetchall())
+        counts = {idx: (n, size) for idx, n, size in x.execute(
+            f"SELECT file_idx, count(*), sum(strlen(rec)) FROM {relation} GROUP BY file_idx").fetchall()}
     except duckdb.Error:
         return None
-    return {idx: counts.get(idx, 0) for idx, _ in files}
+    return {idx: counts.get(idx, (0, 0)) for idx, _ in files}
 
 
 # --- 2. frame ------------------------------------------------------------------------------------

@@ -220,8 +220,14 @@ def _sql_string(text: str) -> str:
 
 def lenient_json_sql(rec: str) -> str:
     """SQL: whether the record ``rec`` may hold what DuckDB's parser accepts beyond JSON (LENIENT_JSON)."""
-    hints = " OR ".join(f"contains({rec}, {_sql_string(h)})" for h in _LENIENT_HINTS)
-    # CASE, not AND: in a projection DuckDB evaluates both sides of an AND for every row.
+    def any_of(hints) -> str:
+        return " OR ".join(f"contains({rec}, {_sql_string(h)})" for h in hints)
+
+    # Most records hold no "]" at all: its hints are searched only in the records that do. CASE, not
+    # AND: in a projection DuckDB evaluates both sides of an AND (or OR) for every row.
+    closes_array = [h for h in _LENIENT_HINTS if h.endswith("]")]
+    hints = (f"{any_of(h for h in _LENIENT_HINTS if h not in closes_array)} "
+             f"OR (CASE WHEN contains({rec}, ']') THEN {any_of(closes_array)} ELSE false END)")
     return f"(CASE WHEN {hints} THEN regexp_matches({rec}, {quote_literal(LENIENT_JSON)}) ELSE false END)"
 
 
