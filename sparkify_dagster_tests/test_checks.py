@@ -136,3 +136,23 @@ def test_check_metadata_shows_the_offending_rows(loaded_sample, tmp_path, monkey
     sample = evaluation.metadata["sample"].value  # typed table metadata: the offending value and its count
     assert [c.name for c in sample.schema.columns] == ["level", "rows"]
     assert [r.data for r in sample.records] == [{"level": "gold", "rows": 1}]
+
+
+def test_the_hashed_pretest_of_primary_keys_decides_nothing_alone(loaded_sample, tmp_path, monkeypatch):
+    """DuckDB first groups the keys by hash: all distinct clears the check; a shared hash (a repeated
+    key or a collision) leaves the verdict and the count to the exact query."""
+    from sparkify_dagster.warehouse.dialect import DuckDBDialect
+
+    db = tmp_path / "pk.duckdb"
+    shutil.copy(loaded_sample, db)
+    with duckdb.connect(str(db)) as con:
+        assert con.execute(DuckDBDialect().keys_maybe_repeated_sql('"users"', ['"user_id"'])).fetchone()[0] == 0
+        con.execute("INSERT INTO users SELECT * FROM users WHERE user_id IN (SELECT user_id FROM users LIMIT 2)")
+        assert con.execute(DuckDBDialect().keys_maybe_repeated_sql('"users"', ['"user_id"'])).fetchone()[0] == 2
+    _, outcomes = run_checks_job(db, monkeypatch)
+    assert outcomes[("users", "primary_key_unique")] is False
+
+    # Every hash shared (as if all collided): the exact query still passes a table with unique keys.
+    monkeypatch.setattr(DuckDBDialect, "keys_maybe_repeated_sql", lambda self, rel, keys: "SELECT 1")
+    result, outcomes = run_checks_job(loaded_sample, monkeypatch)
+    assert result.success and all(outcomes.values())

@@ -60,6 +60,11 @@ class Dialect:
     def table_options(self, table: Table) -> str:
         return ""
 
+    def keys_maybe_repeated_sql(self, relation_sql: str, keys: Sequence[str]) -> str | None:
+        """A query cheaper than grouping by ``keys`` that returns 0 only when no two rows of the
+        relation share them (anything else: maybe some do); None when the engine has none."""
+        return None
+
     def constraints(self, table: Table) -> list[str]:
         return []
 
@@ -110,6 +115,13 @@ class DuckDBDialect(Dialect):
         return f"epoch_ms({expr})"
 
     has_set_digest = True
+
+    def keys_maybe_repeated_sql(self, relation_sql: str, keys: Sequence[str]) -> str | None:
+        # Grouping by one 64-bit hash is cheaper than by the key's strings: distinct hashes prove
+        # distinct keys (NULL keys hash alike, as GROUP BY puts them together); a shared hash is a
+        # repeated key or a collision, which the exact query tells apart.
+        return (f"SELECT COUNT(*) FROM (SELECT hash({', '.join(keys)}) AS h FROM {relation_sql} "
+                f"GROUP BY h HAVING COUNT(*) > 1) AS d")
 
     def set_digest(self, expr: str) -> str:
         return f"coalesce(bit_xor(hash({expr})), 0)"
