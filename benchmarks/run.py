@@ -460,7 +460,9 @@ def reparse(results: list[dict]) -> None:
             for key in ("full", "nothing_new", "one_day"):
                 log_path = Path(run[key]["log"])
                 if log_path.exists():
-                    run[key]["steps"], run[key]["assets"] = parse_steps(log_path.read_text(errors="replace"))
+                    steps, run[key]["assets"] = parse_steps(log_path.read_text(errors="replace"))
+                    # A step timed from the instance's events (no line in the log) keeps that time.
+                    run[key]["steps"] = {**run[key]["steps"], **steps}
 
 
 def main() -> int:
