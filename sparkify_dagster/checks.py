@@ -38,13 +38,13 @@ SAMPLE_ROWS = 5
 
 
 def _violations(warehouse: Warehouse, count_sql: str, sample_sql: str, columns: list[str],
-                description: str, table: Table | None = None, none_if_zero: str | None = None) -> dg.AssetCheckResult:
+                description: str, table: Table | None = None, pretest_sql: str | None = None) -> dg.AssetCheckResult:
     """Pass when count_sql returns 0; otherwise show how many rows violate and a few of them.
-    ``none_if_zero``: a cheaper query that returns 0 only when count_sql would (then count_sql is not run)."""
+    ``pretest_sql``: a cheaper query that returns 0 only when count_sql would (then count_sql is not run)."""
     warehouse.ensure_tables()
     if table is not None and table.schema:  # a table in its own schema (analytics) is ensured apart
         warehouse.ensure_tables([table])
-    cleared = none_if_zero is not None and warehouse.query(none_if_zero)[0][0] == 0
+    cleared = pretest_sql is not None and warehouse.query(pretest_sql)[0][0] == 0
     bad = 0 if cleared else warehouse.query(count_sql)[0][0]
     metadata: dict = {"violations": bad}
     if bad:
@@ -88,7 +88,7 @@ def primary_key_checks(table: Table) -> list[TableCheck]:
             table.name, "primary_key_unique", f"{', '.join(table.primary_key)} identifies one row.",
             lambda w: _violations(
                 w, f"SELECT COUNT(*) FROM ({dup_sql}) AS d", dup_sql, [*table.primary_key, "rows"],
-                "Duplicate primary keys.", none_if_zero=w.dialect.keys_maybe_repeated_sql(name, keys),
+                "Duplicate primary keys.", pretest_sql=w.dialect.keys_maybe_repeated_sql(name, keys),
             ),
         ),
         TableCheck(

@@ -4,6 +4,9 @@ whole graph and read every table."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -131,3 +134,25 @@ def contents(db: Path, *, without: tuple[str, ...] = ()) -> dict[str, list[tuple
             cols = ", ".join(f'"{c}"' for c in table.column_names if c not in without)
             out[table.name] = con.execute(f'SELECT {cols} FROM "{table.name}" ORDER BY ALL').fetchall()
     return out
+
+
+def stop_process_groups(procs: list[subprocess.Popen], grace: float = 60) -> None:
+    """SIGTERM each process's group (each started with ``start_new_session``), then SIGKILL any group
+    still running ``grace`` seconds later: on a loaded machine a Dagster server's shutdown can take that
+    long, and the tests check what it served, not how fast it stops."""
+    for proc in procs:
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # the group ended between the check and the signal
+        pass

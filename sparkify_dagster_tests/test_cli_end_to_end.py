@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import duckdb
 import pytest
 
 from sparkify_dagster.assets.analytics import ANALYSES
-from sparkify_dagster_tests.conftest import REAL_SAMPLE, requires_real_sample
+from sparkify_dagster_tests.conftest import REAL_SAMPLE, requires_real_sample, stop_process_groups
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
@@ -79,17 +78,6 @@ def test_bad_data_uri_fails_with_a_clear_message(tmp_path):
     assert "is not a folder" in done.stderr
 
 
-def stop_process_group(proc: subprocess.Popen, grace: float = 60) -> None:
-    """SIGTERM to ``dagster dev`` and its children; SIGKILL if they have not stopped after ``grace``
-    seconds (on a loaded machine its shutdown can take that long; the tests check what it served)."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,7 +108,7 @@ def test_dagster_dev_serves_the_same_graph(tmp_path):
         assert keys == {"song_data", "log_data", "staging_events", "staging_songs",
                         "songplays", "users", "songs", "artists", "time", *(a.name for a in ANALYSES)}
     finally:
-        stop_process_group(proc)
+        stop_process_groups([proc])
 
 
 def test_two_materializations_at_once_both_succeed_and_agree(tmp_path):
@@ -192,5 +180,5 @@ def test_dagster_dev_sensor_loads_a_new_day_with_no_manual_step(tmp_path):
         assert wait_for(lambda: events_from("2018-12-31") == len(lines) and songplays() > before, 240), (
             (tmp_path / "dev.log").read_text()[-4000:])
     finally:
-        stop_process_group(proc)
+        stop_process_groups([proc])
         log.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import duckdb
 import pytest
 
 from sparkify_dagster.source import SAMPLE_DATA_DIR
-from sparkify_dagster_tests.conftest import delete_bucket, upload_tree
+from sparkify_dagster_tests.conftest import delete_bucket, stop_process_groups, upload_tree
 
 pytest.importorskip("dagster_postgres", reason="dagster-postgres not installed (pip install -e '.[dev,deploy]')")
 pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[dev]')")
@@ -78,15 +77,7 @@ class Deployment:
         wait_for(lambda: self.graphql("{ version }"), 180, self, "the webserver did not answer")
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(self.procs)
         for log in self.logs:
             log.close()
         self.procs, self.logs = [], []
