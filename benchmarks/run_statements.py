@@ -1,0 +1,70 @@
+"""Time every warehouse statement of one run of the whole graph, in-process (no CLI), slowest first.
+
+    python benchmarks/run_statements.py /tmp/sparkify-bench/medium/raw WAREHOUSE.duckdb [--top 30]
+
+Runs a copy of WAREHOUSE.duckdb (a warehouse a full load left: the run is then a nothing-new run, or a
+one-day run if a day was added to the data since), so the file itself is not changed. Prints the run's
+wall time, the statements' total and each distinct statement's count and seconds; benchmarks/README.md
+quotes it (seventh pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="a raw-data folder (as SPARKIFY_DATA_URI)")
+    parser.add_argument("warehouse", type=Path, help="a DuckDB warehouse file; a copy is run")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="sparkify-run-statements-"))
+    copy = work / "wh.duckdb"
+    shutil.copy(args.warehouse, copy)
+    os.environ.update(SPARKIFY_DATA_URI=str(args.data), SPARKIFY_DUCKDB_PATH=str(copy))
+
+    import dagster as dg
+
+    from sparkify_dagster.definitions import build_defs
+    from sparkify_dagster.warehouse import duckdb as duckdb_warehouse
+
+    seconds: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
+    execute = duckdb_warehouse._DuckDBSession.execute
+
+    def timed_execute(self, sql, params=None):
+        start = time.perf_counter()
+        try:
+            return execute(self, sql, params)
+        finally:
+            entry = seconds[re.sub(r"\s+", " ", sql).strip()[:140]]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - start
+
+    duckdb_warehouse._DuckDBSession.execute = timed_execute
+    defs = build_defs("duckdb")
+    start = time.perf_counter()
+    result = dg.materialize(list(defs.assets), resources=defs.resources, selection="*",
+                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    wall = time.perf_counter() - start
+    shutil.rmtree(work, ignore_errors=True)
+    total = sum(s for _, s in seconds.values())
+    print(f"run {'succeeded' if result.success else 'FAILED'} in {wall:.2f} s; "
+          f"{sum(n for n, _ in seconds.values())} statements, {total:.2f} s")
+    for sql, (n, s) in sorted(seconds.items(), key=lambda kv: -kv[1][1])[:args.top]:
+        print(f"{s:7.3f} s {n:4d}x  {sql}")
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
