@@ -11,9 +11,7 @@ quotes it (seventh pass).
 from __future__ import annotations
 
 import argparse
-import collections
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -37,21 +35,9 @@ def main() -> int:
     import dagster as dg
 
     from sparkify_dagster.definitions import build_defs
-    from sparkify_dagster.warehouse import duckdb as duckdb_warehouse
+    from statement_timer import time_statements
 
-    seconds: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
-    execute = duckdb_warehouse._DuckDBSession.execute
-
-    def timed_execute(self, sql, params=None):
-        start = time.perf_counter()
-        try:
-            return execute(self, sql, params)
-        finally:
-            entry = seconds[re.sub(r"\s+", " ", sql).strip()[:140]]
-            entry[0] += 1
-            entry[1] += time.perf_counter() - start
-
-    duckdb_warehouse._DuckDBSession.execute = timed_execute
+    seconds = time_statements(width=140)
     defs = build_defs("duckdb")
     start = time.perf_counter()
     result = dg.materialize(list(defs.assets), resources=defs.resources, selection="*",

@@ -24,6 +24,7 @@ from sparkify_dagster.catalog import TABLES  # noqa: E402
 from sparkify_dagster.source import LocalFolderSource  # noqa: E402
 from sparkify_dagster.warehouse import duckdb as duckdb_warehouse  # noqa: E402
 from sparkify_dagster.warehouse import duckdb_load  # noqa: E402
+from statement_timer import time_statements  # noqa: E402
 
 # Per batch, not per file: a timer around each of 300k small-file reads would cost more than they do.
 STAGES = ("direct_files", "frame_batch", "_type_to_parquet", "reframe_as_stream", "insert_load", "delete_stale", "read_report")
@@ -40,7 +41,6 @@ def main() -> int:
     duckdb_warehouse.READ_OBJECTS = not args.framed_only
 
     stage_seconds: dict[str, float] = collections.defaultdict(float)
-    statement_seconds: dict[str, float] = collections.defaultdict(float)
 
     def timed(name, fn):
         @functools.wraps(fn)
@@ -54,16 +54,7 @@ def main() -> int:
 
     for name in STAGES:
         setattr(duckdb_load, name, timed(name, getattr(duckdb_load, name)))
-    execute = duckdb_warehouse._DuckDBSession.execute
-
-    def timed_execute(self, sql, params=None):
-        start = time.perf_counter()
-        try:
-            return execute(self, sql, params)
-        finally:
-            statement_seconds[" ".join(sql.split())[:80]] += time.perf_counter() - start
-
-    duckdb_warehouse._DuckDBSession.execute = timed_execute
+    statements = time_statements(width=80)
 
     class Log:
         def info(self, message: str) -> None:
@@ -86,7 +77,7 @@ def main() -> int:
     print(f"\n{args.table}: {report.records_staged:,} rows staged in {total:.1f}s")
     print("stage seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in stage_seconds.items()))
     print("slowest statements of the load's session:")
-    for sql, seconds in sorted(statement_seconds.items(), key=lambda kv: -kv[1])[:6]:
+    for sql, (_count, seconds) in sorted(statements.items(), key=lambda kv: -kv[1][1])[:6]:
         print(f"  {seconds:6.2f}  {sql}")
     for stale in args.db.parent.glob(args.db.name + "*"):
         stale.unlink()
