@@ -30,6 +30,9 @@ IN_PLACE_MIN_BYTES = 1 << 20
 # Those files are read straight from DuckDB's JSON reader at the insert where that gives the same
 # records (``duckdb_load.direct_files``); False frames them all (a test compares both ways).
 READ_OBJECTS = True
+# And typed by DuckDB's typed reader where its rows are the typing SQL's (``json_loader.reader_typed_sql``);
+# False types them with the typing SQL from the reader's records (a test compares the three ways).
+TYPED_READER = True
 DEFAULT_MEMORY_LIMIT = "1200MB"
 # A staging load is inserted sorted (``duckdb_load.insert_load``) when it has at most one row per this
 # many bytes of DuckDB's memory limit: a sort that fits stays in memory; a bigger load goes in unsorted
@@ -154,7 +157,8 @@ class DuckDBWarehouse(Warehouse):
         """
         started = time.monotonic()
         load = duckdb_load.StagingLoad.of(table, source, load_id, jsonpaths,
-                                          in_place_min_bytes=IN_PLACE_MIN_BYTES, reads_objects=READ_OBJECTS)
+                                          in_place_min_bytes=IN_PLACE_MIN_BYTES, reads_objects=READ_OBJECTS,
+                                          typed_reader=TYPED_READER)
         report = LoadReport(table=table.name)
         rejected_rows: list[tuple] = []
         with self.session() as s:

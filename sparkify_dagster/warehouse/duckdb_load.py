@@ -15,9 +15,11 @@ text helpers that call nothing back.
    lines are not each one JSON value are framed again as a JSON stream (``reframe_as_stream``) and
    typed again.
 4. insert (``insert_load``): the load's transaction inserts the staged rows (of every part, and of
-   the direct files, typed by the same SQL), the rejects and the manifest rows, one statement each.
-   A direct file that rejected a record loses its rows again and is framed and typed like the others:
-   a reject needs its line number, which the reader does not give.
+   the direct files: typed by DuckDB's typed reader where its rows are the typing SQL's,
+   ``json_loader.reader_typed_sql``, else by the same SQL), the rejects and the manifest rows, one
+   statement each. A direct file that rejected a record (or held one the typed reader leaves to the
+   typing SQL) loses its rows again and is framed and typed like the others: a reject needs its line
+   number, which the reader does not give.
 5. record (``read_report``): the LoadReport, from the manifest just written; past the MAXERROR limit
    the load fails (``too_many_message``) and ``keep_failed_load_rejects`` keeps its rejects visible.
 
@@ -75,10 +77,13 @@ class StagingLoad:
     local_root: Path | None  # the absolute folder of a local source (DuckDB can read its files), else None
     in_place_min_bytes: int  # local files at least this big are read by DuckDB itself (read_text)
     reads_objects: bool  # those files may be read straight from DuckDB's JSON reader (``direct_files``)
+    # The key each path selects, when DuckDB's typed reader can type the direct files
+    # (``json_loader.reader_typed_sql``); None: they are typed by the typing SQL.
+    reader_keys: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, table: Table, source: RawDataSource, load_id: str, jsonpaths: Sequence[str] | None, *,
-           in_place_min_bytes: int, reads_objects: bool = True) -> "StagingLoad":
+           in_place_min_bytes: int, reads_objects: bool = True, typed_reader: bool = True) -> "StagingLoad":
         columns = tuple(table.copied_columns)
         paths = (
             tuple(json_loader.jsonpath_to_duckdb(p) for p in jsonpaths)
@@ -87,7 +92,7 @@ class StagingLoad:
         )
         local_root = source.root_path.resolve() if isinstance(source, LocalFolderSource) else None
         return cls(table, columns, paths, jsonpaths is not None, load_id, source, local_root, in_place_min_bytes,
-                   reads_objects)
+                   reads_objects, json_loader.reader_keys(paths) if reads_objects and typed_reader else None)
 
     def in_place(self, files: Sequence[tuple[int, RawFile]]) -> list[tuple[int, RawFile]]:
         """The (file_idx, file) pairs DuckDB reads itself: big local files whose key is no glob pattern."""
@@ -260,6 +265,8 @@ def direct_files(x: duckdb.DuckDBPyConnection, load: StagingLoad,
     less the whitespace around them, which the typing ignores. That is proved by the reader's own
     count when the records' bytes and one newline between each two make up the whole file
     (``_only_newlines_between``); any other file is scanned for those bytes (``OBJECTS_EXCLUDED_SQL``).
+    When the typed reader will type them (``StagingLoad.reader_keys``), a file with a record the
+    strict-JSON test refuses is left out too: that reader never sees a record's text.
     The reader gives no line numbers, so a file with a reject is framed after all (``insert_load``)."""
     candidates = load.in_place(files) if load.reads_objects else []
     if not candidates:
@@ -269,8 +276,8 @@ def direct_files(x: duckdb.DuckDBPyConnection, load: StagingLoad,
         counts = {}
         for pair in candidates:
             counts.update(_count_objects(x, load, [pair]) or {})
-    counted = [(idx, f) for idx, f in candidates if idx in counts]
-    to_scan = [(idx, f) for idx, f in counted if not _only_newlines_between(load, f, *counts[idx])]
+    counted = [(idx, f) for idx, f in candidates if idx in counts and not counts[idx][2]]
+    to_scan = [(idx, f) for idx, f in counted if not _only_newlines_between(load, f, *counts[idx][:2])]
     excluded: set[int] = set()
     if to_scan:
         paths = load.local_paths(to_scan)
@@ -309,18 +316,20 @@ def _readable_as_objects(x: duckdb.DuckDBPyConnection, paths: list[str]) -> set[
 
 
 def _count_objects(x: duckdb.DuckDBPyConnection, load: StagingLoad,
-                   files: list[tuple[int, RawFile]]) -> dict[int, tuple[int, int]] | None:
-    """Records per file as the JSON reader splits ``files``, and their bytes (a file with none: 0, 0);
-    None if it refuses one."""
+                   files: list[tuple[int, RawFile]]) -> dict[int, tuple[int, int, int]] | None:
+    """Records per file as the JSON reader splits ``files``, their bytes, and (when the typed reader
+    will type them) how many the strict-JSON test refuses (a file with none: 0, 0, 0); None if it
+    refuses one."""
     if not files:
         return {}
     relation = json_loader.object_records([idx for idx, _ in files], load.local_paths(files))
+    lenient = f"sum({json_loader.lenient_count_sql('rec')})" if load.reader_keys is not None else "0"
     try:
-        counts = {idx: (n, size) for idx, n, size in x.execute(
-            f"SELECT file_idx, count(*), sum(strlen(rec)) FROM {relation} GROUP BY file_idx").fetchall()}
+        counts = {idx: (n, size, refused or 0) for idx, n, size, refused in x.execute(
+            f"SELECT file_idx, count(*), sum(strlen(rec)), {lenient} FROM {relation} GROUP BY file_idx").fetchall()}
     except duckdb.Error:
         return None
-    return {idx: counts.get(idx, (0, 0)) for idx, _ in files}
+    return {idx: counts.get(idx, (0, 0, 0)) for idx, _ in files}
 
 
 # --- 2. frame ------------------------------------------------------------------------------------
@@ -537,9 +546,13 @@ def _union(parts: Sequence[str]) -> str | None:
 
 
 def _direct_typed(load: StagingLoad, direct: dict[int, DirectFile]) -> str:
-    """The direct files' typed records, straight from the JSON reader (the same typing as a Parquet part)."""
+    """The direct files' typed records, straight from DuckDB's typed reader (``reader_typed_sql``, whose
+    staged rows are the typing SQL's) or typed by the typing SQL from the JSON reader's records."""
     pairs = [(idx, d.file) for idx, d in direct.items()]
-    source = json_loader.object_records([idx for idx, _ in pairs], load.local_paths(pairs))
+    idxs, paths = [idx for idx, _ in pairs], load.local_paths(pairs)
+    if load.reader_keys is not None:
+        return json_loader.reader_typed_sql(load.columns, load.reader_keys, idxs, paths)
+    source = json_loader.object_records(idxs, paths)
     return "(" + json_loader.typing_sql(load.table, load.columns, load.paths, source=source, arrays=load.arrays) + ")"
 
 

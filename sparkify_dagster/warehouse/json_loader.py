@@ -16,7 +16,9 @@ vectorised:
    Redshift's stl_load_errors reports for JSON: "the last line of the JSON object"). A big local
    file that DuckDB's own newline-delimited JSON reader splits into exactly these records is read
    by it instead (``object_records``), unless one of its records is rejected: the reader gives no
-   line numbers.
+   line numbers. Where every column is a top-level key, DuckDB's typed reader types those files
+   itself (``reader_typed_sql``), staging only the records whose rows it can show are the typing
+   SQL's; a file with any other record is framed.
 2. Typing (SQL in DuckDB): each record is matched to the table's columns (JSONPaths by position, or
    the column names), each value is converted under Redshift's COPY rules, and the record goes either
    to the staging table or to ``load_errors`` with its file, line, column and reason.
@@ -369,3 +371,99 @@ FROM (
     )
 )
 )"""
+
+
+# --- DuckDB's typed reader, for the direct files ---------------------------------------------------
+
+# The err_reason of a record the typed reader cannot prove it types as ``typing_sql`` (never stored).
+READER_FLAGGED = "not typed by the JSON reader: the file is framed"
+# The column read_ndjson adds with each record's file (no staging key may be named so).
+_READER_FILE = "sparkify_reader_file"
+# The first character of every text DuckDB writes a double as, into a VARCHAR column ('-' to '9').
+_DOUBLE_TEXT_FIRST = ("-", ":")
+
+
+def reader_keys(duckdb_paths: Sequence[str]) -> tuple[str, ...] | None:
+    """The top-level key each path selects, when every path selects one (``$."key"``) and DuckDB's
+    typed reader can declare each as a column of its own (no two the same name to DuckDB, which
+    ignores case); else None: such a table's direct files are typed by ``typing_sql``."""
+    keys = []
+    for path in duckdb_paths:
+        if not (path.startswith('$."') and path.endswith('"') and path.count('"') == 2):
+            return None
+        keys.append(path[3:-1])
+    names = {k.lower() for k in keys}
+    if len(names) != len(keys) or _READER_FILE in names:
+        return None
+    return tuple(keys)
+
+
+def reader_typed_sql(columns: Sequence[Column], keys: Sequence[str], file_idxs: Sequence[int],
+                     paths: Sequence[str]) -> str:
+    """The rows of the files at ``paths`` typed straight from DuckDB's typed JSON reader (``read_ndjson``,
+    each key declared: a text column as VARCHAR, a number column as JSON), in ``typing_sql``'s shape
+    (file_idx, line_number, rec, columns..., err_column, err_reason); literal SQL.
+
+    Only for the direct files (``duckdb_load.direct_files``: every line one JSON value) with no record
+    that the strict-JSON test refuses, which this reader cannot see (it counts them). The reader gives
+    each key's value as ``typing_sql``'s paths see it (the first of duplicate keys, keys matched by
+    case, escaped keys decoded), and a record is staged only when every value is one whose row is
+    plainly the typing SQL's, by these rules:
+
+    - text column: NULL, or at most its byte limit and not a text DuckDB may have written for a double
+      (its text differs from the JSON's only in those that start with '-' or a digit and hold an
+      exponent sign: ``1e+21`` against ``1e21``; strings, integers, booleans, objects and arrays read
+      the same as ``json_extract_string`` gives them);
+    - integer column: NULL, or an integer literal (no '.' or exponent: DuckDB would cast ``12.5``) in the
+      column's range;
+    - double column: NULL, or a finite number.
+
+    Any other record (a string in a number column, a value out of range or too long, a record whose
+    values are all NULL, as the reader reads one that is not an object) gets an err_reason: its file
+    stages fewer rows than it has records and is framed and typed by ``typing_sql`` (``insert_load``):
+    its rejects get their line numbers and the typing SQL's own reasons. The reason is never stored."""
+    declared = {k: ("JSON" if col.max_bytes is None else "VARCHAR") for col, k in zip(columns, keys)}
+    struct = "{" + ", ".join(f"{quote_literal(k)}: '{t}'" for k, t in declared.items()) + "}"
+    idxs = "[" + ", ".join(str(int(i)) for i in file_idxs) + "]::INTEGER[]"
+    files = "[" + ", ".join(quote_literal(p) for p in paths) + "]::VARCHAR[]"
+    values, oks = [], []
+    for i, (col, key) in enumerate(zip(columns, keys), start=1):
+        v = f"v{i}"
+        name = quote_ident(col.name)
+        if col.max_bytes is not None:
+            low, high = _DOUBLE_TEXT_FIRST
+            values.append(f"{v} AS {name}")
+            oks.append(f"({v} IS NULL OR (strlen({v}) <= {col.max_bytes} AND NOT ({v} >= '{low}' AND {v} < '{high}' "
+                       f"AND (contains({v}, 'e+') OR contains({v}, 'e-')))))")
+        elif col.type in _INT_RANGES:
+            sql_type = _INT_RANGES[col.type]
+            values.append(f"try_cast({v} AS {sql_type}) AS {name}")
+            oks.append(f"({v} IS NULL OR (try_cast({v} AS {sql_type}) IS NOT NULL "
+                       f"AND NOT (contains({v}, '.') OR contains({v}, 'e') OR contains({v}, 'E'))))")
+        elif col.type == "double":
+            values.append(f"try_cast({v} AS DOUBLE) AS {name}")
+            oks.append(f"({v} IS NULL OR isfinite(try_cast({v} AS DOUBLE)))")
+        else:
+            raise ValueError(f"the JSON loader cannot load column {col.name} of type {col.type}")
+    some_value = " OR ".join(f"v{i} IS NOT NULL" for i in range(1, len(columns) + 1))
+    # The JSON columns' values as their text (a JSON value compared with a VARCHAR would be parsed).
+    read = ", ".join(f'"{k}"::VARCHAR AS v{i}' for i, k in enumerate(keys, start=1))
+    col_names = ", ".join(quote_ident(c.name) for c in columns)
+    return f"""(
+SELECT file_idx, NULL::BIGINT AS line_number, NULL::VARCHAR AS rec, {col_names}, NULL::VARCHAR AS err_column,
+    CASE WHEN NOT coalesce(ok, false) THEN {quote_literal(READER_FLAGGED)} END AS err_reason
+FROM (
+    SELECT file_idx, {", ".join(values)},
+        ({some_value}) AND {" AND ".join(oks)} AS ok
+    FROM (
+        -- The index is looked up by position, as in FILE_TEXTS. ignore_errors: the reader would fail
+        -- the whole file on a duplicate key (the first one's value is kept, as the paths take it).
+        SELECT ({idxs})[list_position({files}, {_READER_FILE})] AS file_idx, {read}
+        FROM read_ndjson({files}, columns = {struct}, filename = '{_READER_FILE}', ignore_errors = true)
+    )
+))"""
+
+
+def lenient_count_sql(rec: str) -> str:
+    """SQL: 1 for a record ``rec`` that the strict-JSON test refuses, else 0 (to count them)."""
+    return f"(CASE WHEN {lenient_json_sql(rec)} THEN (NOT {STRICT_FUNCTION}({rec}))::INTEGER ELSE 0 END)"
