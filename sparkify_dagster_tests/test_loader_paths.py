@@ -20,6 +20,7 @@ from sparkify_dagster.source import LOG_PREFIX, LocalFolderSource, SourceError
 from sparkify_dagster.warehouse import duckdb as duckdb_warehouse
 from sparkify_dagster.warehouse import duckdb_load
 from sparkify_dagster.warehouse.duckdb import DuckDBWarehouse
+from sparkify_dagster_tests.conftest import REAL_SAMPLE, requires_real_sample
 
 LOG = logging.getLogger("test_loader_paths")
 JSONPATHS = [f"$['{k}']" for k in (
@@ -262,3 +263,15 @@ def test_every_kind_of_value_in_every_kind_of_column_loads_the_same_three_ways(t
     assert len(out["framed"]["rejects"]) == 10  # the framed files' reject
     staged = {r[15]: r for r in rows if r[-1].endswith("-0000-events.json")}
     assert staged[6][0] == "first" and staged[7][15] == 7 and staged[8][7] is None
+
+
+@requires_real_sample
+def test_the_real_sample_loads_the_same_three_ways_and_the_typed_reader_takes_every_day(tmp_path, monkeypatch):
+    days = sorted((REAL_SAMPLE / "log_data").rglob("*.json"))
+    files = {path.name: path.read_bytes() for path in days}
+    out, taken = load_all_ways(tmp_path, monkeypatch, files)
+
+    assert_same(out)
+    assert taken["typed reader"] == set(files)  # nulls, empty user ids, logged-out events: all plain
+    assert not out["framed"]["rejects"]
+    assert len(out["framed"]["rows"]) == sum(1 for data in files.values() for line in data.split(b"\n") if line.strip())
