@@ -1,7 +1,7 @@
 """Time the embedded staging load of one table stage by stage, without Dagster (the profile of a load).
 
     python benchmarks/staging_stages.py /tmp/sparkify-bench/large/raw staging_events [--db /tmp/stages.duckdb]
-        [--framed-only]
+        [--framed-only | --typing-sql]
 
 Loads every raw file of the table into a fresh DuckDB file through ``DuckDBWarehouse.load_staging``
 (the very code a run uses) and prints the seconds spent in each stage of ``warehouse/duckdb_load.py``
@@ -37,8 +37,12 @@ def main() -> int:
     parser.add_argument("--db", type=Path, default=Path("/tmp/sparkify-staging-stages.duckdb"))
     parser.add_argument("--framed-only", action="store_true",
                         help="frame every file (READ_OBJECTS off): the load before the JSON reader's path")
+    parser.add_argument("--typing-sql", action="store_true",
+                        help="type the direct files with the typing SQL (TYPED_READER off): the load before the "
+                             "typed reader (ninth pass)")
     args = parser.parse_args()
     duckdb_warehouse.READ_OBJECTS = not args.framed_only
+    duckdb_warehouse.TYPED_READER = not args.typing_sql
 
     stage_seconds: dict[str, float] = collections.defaultdict(float)
 

@@ -90,13 +90,19 @@ OBJECTS_EXCLUDED_SQL = (
 _JSON_WS = re.compile(r"[ \t\n\r]*")
 
 
+def _file_lists(file_idxs: Sequence[int], paths: Sequence[str], filename: str) -> tuple[str, str]:
+    """Literal SQL for the list of ``paths`` (a JSON reader's first argument) and for the file_idx of
+    the record whose file is in the column ``filename``: looked up by position, as in FILE_TEXTS."""
+    idxs = "[" + ", ".join(str(int(i)) for i in file_idxs) + "]::INTEGER[]"
+    files = "[" + ", ".join(quote_literal(p) for p in paths) + "]::VARCHAR[]"
+    return files, f"({idxs})[list_position({files}, {filename})]"
+
+
 def object_records(file_idxs: Sequence[int], paths: Sequence[str]) -> str:
     """A relation (file_idx, line_number, rec) of the files at ``paths`` as DuckDB's JSON reader splits
     them into records (line_number NULL); literal SQL, so that it can sit inside a bigger statement."""
-    idxs = "[" + ", ".join(str(int(i)) for i in file_idxs) + "]::INTEGER[]"
-    files = "[" + ", ".join(quote_literal(p) for p in paths) + "]::VARCHAR[]"
-    # The index is looked up by position, as in FILE_TEXTS.
-    return (f"(SELECT ({idxs})[list_position({files}, filename)] AS file_idx, NULL::BIGINT AS line_number, "
+    files, file_idx = _file_lists(file_idxs, paths, "filename")
+    return (f"(SELECT {file_idx} AS file_idx, NULL::BIGINT AS line_number, "
             f"json::VARCHAR AS rec FROM read_ndjson_objects({files}, filename=true))")
 
 
@@ -424,8 +430,7 @@ def reader_typed_sql(columns: Sequence[Column], keys: Sequence[str], file_idxs: 
     its rejects get their line numbers and the typing SQL's own reasons. The reason is never stored."""
     declared = {k: ("JSON" if col.max_bytes is None else "VARCHAR") for col, k in zip(columns, keys)}
     struct = "{" + ", ".join(f"{quote_literal(k)}: '{t}'" for k, t in declared.items()) + "}"
-    idxs = "[" + ", ".join(str(int(i)) for i in file_idxs) + "]::INTEGER[]"
-    files = "[" + ", ".join(quote_literal(p) for p in paths) + "]::VARCHAR[]"
+    files, file_idx = _file_lists(file_idxs, paths, _READER_FILE)
     values, oks = [], []
     for i, (col, key) in enumerate(zip(columns, keys), start=1):
         v = f"v{i}"
@@ -456,9 +461,9 @@ FROM (
     SELECT file_idx, {", ".join(values)},
         ({some_value}) AND {" AND ".join(oks)} AS ok
     FROM (
-        -- The index is looked up by position, as in FILE_TEXTS. ignore_errors: the reader would fail
-        -- the whole file on a duplicate key (the first one's value is kept, as the paths take it).
-        SELECT ({idxs})[list_position({files}, {_READER_FILE})] AS file_idx, {read}
+        -- ignore_errors: the reader would fail the whole file on a duplicate key (the first one's
+        -- value is kept, as the paths take it).
+        SELECT {file_idx} AS file_idx, {read}
         FROM read_ndjson({files}, columns = {struct}, filename = '{_READER_FILE}', ignore_errors = true)
     )
 ))"""
