@@ -25,3 +25,33 @@ def test_the_run_log_holds_only_what_the_metadata_does_not(tmp_path):
         for table in ("staging_events", "staging_songs"):
             assert sum(line.startswith(f"{table}: ") and "to load" in line for line in lines) == 1, lines
             assert sum(line.startswith(f"{table}: ") and " files loaded " in line for line in lines) == 1, lines
+
+
+def test_the_staging_loads_run_with_the_heap_frozen_and_leave_the_collector_as_found(tmp_path):
+    """The loads run while the objects alive before them are frozen (so the collector's full collections
+    do not walk Dagster's objects for every few thousand raw files); after the step nothing stays
+    frozen, and a process that froze objects itself keeps exactly those frozen."""
+    import gc
+
+    from sparkify_dagster.source import LocalFolderSource
+
+    frozen_while_listing: dict[str, int] = {}
+
+    class RecordingSource(LocalFolderSource):
+        def list_files(self, prefix):
+            frozen_while_listing[prefix] = gc.get_freeze_count()
+            return super().list_files(prefix)
+
+    assert gc.get_freeze_count() == 0
+    result = materialize_all(RecordingSource(root=str(SAMPLE_DATA_DIR)), tmp_path / "wh.duckdb")
+    assert result.success
+    # The song files are listed inside the load (the log files before it, so a bad reload_days fails first).
+    assert frozen_while_listing["song_data/"] > 0, frozen_while_listing
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()
+    try:
+        assert materialize_all(SAMPLE_DATA_DIR, tmp_path / "again.duckdb").success
+        assert gc.get_freeze_count() > 0  # the process's own freeze is not undone by the step
+    finally:
+        gc.unfreeze()

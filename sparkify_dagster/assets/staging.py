@@ -7,8 +7,10 @@ order, leave staging equal to one full load of the raw data as it is now.
 
 
 import datetime as dt
+import gc
 import queue
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
@@ -100,6 +102,24 @@ def _report_metadata(report: LoadReport) -> dict:
     }
 
 
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Python's garbage collector leaves the objects alive before the block alone during it.
+
+    The loads keep a few objects per raw file (100k song files at medium), so the collector runs
+    full collections as they go, and each one walks every object of the process, most of them
+    Dagster's (the cost: benchmarks/README.md, tenth pass). Objects created in the block are collected
+    as usual. A process that froze objects itself (gc.freeze before a fork) is left as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class _QueuedLog:
     """A run log for worker threads: messages are queued and written by the step's own thread."""
 
@@ -142,7 +162,7 @@ def build_staging_assets(binding: Binding) -> list[dg.AssetsDefinition]:
             # The loads run at once, each in its own transaction: the song side is mostly Python
             # (listing and reading many small files) while the event side is mostly the engine, so
             # together they take less than one after the other (benchmarks/README.md).
-            with ThreadPoolExecutor(max_workers=len(selected), thread_name_prefix="staging") as pool:
+            with _heap_frozen(), ThreadPoolExecutor(max_workers=len(selected), thread_name_prefix="staging") as pool:
                 futures = {
                     t.name: pool.submit(
                         _load, t, files=event_files if t is STAGING_EVENTS else None,
